@@ -13,6 +13,7 @@
 #ifndef TIDESYNC_CONFIG_H
 #define TIDESYNC_CONFIG_H
 
+#include <locale.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -78,6 +79,17 @@ json_t *ts_config_default_schedule(void);
 int ts_config_parse_time(const char *text, size_t len, char *out, size_t outsz, time_t *t);
 /* "true"/"false" with blanks; -1 otherwise. */
 int ts_config_parse_bool(const char *text, size_t len);
+
+/* "30s", "15m", "2h", "1d" (a positive count and a unit) into seconds; -1
+ * otherwise. */
+int ts_config_parse_duration(const char *text, long long *seconds);
+/* "HH:MM" (00:00 to 23:59) into minutes after midnight; -1 otherwise. */
+int ts_config_parse_hhmm(const char *text, int *minutes);
+/* The locale of integration.json's "locale" ("de-DE", "de_DE", "de_DE.UTF-8"):
+ * *out receives a newlocale() handle (the caller freelocale()s it), or
+ * (locale_t)0 for "" (the invariant culture).  -1 with err (naming the
+ * locale) if the system does not have it. */
+int ts_config_open_locale(const char *name, locale_t *out, struct ts_error *err);
 
 /* A valid name for an integration, task or connection: non-empty, at most
  * 200 bytes, no '/', no NUL, not "." or "..", not starting with '.'. */

@@ -105,7 +105,7 @@ int ts_value_equal(const struct ts_value *a, const struct ts_value *b);
 int ts_value_convert(const struct ts_value *in, enum ts_type to, struct ts_row *row,
 		     size_t i, struct ts_error *err);
 
-/* Canonical text of a value into buf (growable: *buf/*cap may be
+/* Canonical text of a value into buf (growable: the buffer and its capacity may be
  * realloc'd).  NULL gives "" and returns 1; otherwise returns 0, -1 on
  * ENOMEM.  TS_BYTES are written as \x-hex. */
 int ts_value_to_text(const struct ts_value *v, char **buf, size_t *cap, size_t *len);

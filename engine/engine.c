@@ -1,0 +1,1684 @@
+/*
+ * engine.c - the two-way sync of an integration (engine.h).
+ *
+ * One task, one run, in phases:
+ *
+ *   recover   finish what a crashed run left: keys reserved for inserts
+ *             that may not have landed, inserted keys journaled by the
+ *             receiving database but not yet paired.
+ *   A         read the target's changes (or all its records on a first
+ *             run) and spool the effective ones on disk;
+ *   B         stream the source's changes: each one is compared with the
+ *             target's spooled change of its partner (a conflict: the
+ *             source wins and the target's values are logged) and queued
+ *             for the target;
+ *   C         the target's remaining changes are queued for the source;
+ *   deletes   counted against max_delete_percent, then applied;
+ *   commit    the watermarks taken before reading are stored.
+ *
+ * Every write goes through flush(), which keeps the pairing of ids in the
+ * state store consistent with what landed: reserved keys are paired before
+ * the write and listed as in flight, journaled keys are paired after it.  A
+ * change is "effective" when the hash of its mapped values differs from
+ * the hash stored with the pair at the last sync: that is how a re-read
+ * change, or our own write read back, is recognised and ignored.
+ *
+ * Watermarks advance only when a task completed, so a crash or an error
+ * re-reads the same changes next time; every step is idempotent.
+ */
+#include "tidesync/engine.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine_int.h"
+#include "tidesync/config.h"
+#include "tidesync/connector.h"
+#include "tidesync/expr.h"
+
+#define BATCH_SIZE 10000
+#define MAX_LOGGED_ERRORS 1000
+#define FETCH_CHUNK 500
+
+/* spool sides beyond 0/1 */
+#define SP_DEL_SOURCE 10 /* deletes to apply on the source, by source key */
+#define SP_DEL_TARGET 11 /* deletes to apply on the target, by target key */
+#define SP_PAIRS 20      /* pairs collected for a post-pass */
+
+/* watermark slots beyond 0/1 */
+#define WM_LASTSYNC 2     /* the LastSyncTime the task's watermarks belong to */
+#define WM_INFLIGHT 10    /* + direction: reserved keys of a batch in flight */
+
+struct side {
+	const struct ts_connector_ops *ops;
+	struct ts_conn *conn;
+	const char *label; /* "source" / "target" */
+};
+
+struct counts {
+	int64_t inserted, updated, deleted, failed;
+};
+
+struct qop {
+	enum ts_op_kind kind;
+	char *key;    /* receiving side's key (update/delete/reserved insert) */
+	char *origin; /* sending side's key */
+	uint64_t h, hrev;
+	struct ts_row *row;
+};
+
+struct queue {
+	struct qop *ops;
+	size_t n;
+	struct ts_row **pool; /* BATCH_SIZE rows, reused */
+};
+
+struct run;
+
+struct task {
+	struct run *run;
+	char *name;
+	int64_t id;
+	json_t *doc, *mapping;
+	struct ts_schema *sch[2];
+	struct map_dir map[2]; /* map[0]: to_target (from source), map[1]: to_source */
+	int full;              /* first run for this task: read everything */
+	int reconcile[2];      /* a side was emptied (TRUNCATE): missing pairs are deletes */
+	int64_t npairs;        /* pairs at the start of the task */
+	int has_failures[2];
+	struct counts cnt[2];  /* [0] to_target, [1] to_source */
+	int64_t conflicts;
+	json_t *errors;
+	size_t nerrors_logged;
+	struct queue q[2];     /* q[d]: writes of direction d */
+	json_t *match_on;
+	struct ts_row *m, *row2, *tmp_in, *tmp_out;
+	char tag[2][64];
+	int dir;               /* direction being mapped (for lookups) */
+	int64_t records;
+	struct timespec last_progress;
+};
+
+struct run {
+	struct ts_store *st;
+	const struct ts_run_opts *opts;
+	const char *integration;
+	int64_t run_id;
+	json_t *integ;    /* integration.json */
+	struct side side[2];
+	struct spool *sp;
+	struct ts_expr_ctx ctx;
+	json_t *doc;      /* the run document */
+	char started[32];
+	int tasks_done, tasks_total;
+	const char *cur_task;
+	const char *phase;
+	json_t *task_ids; /* name -> id cache for lookups */
+};
+
+/* ---------------------------------------------------------------- utils */
+
+static void iso_now(char *buf, size_t n)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int canceled(struct run *r)
+{
+	return r->opts->cancel && *r->opts->cancel;
+}
+
+static void progress(struct task *t, const char *phase, int force)
+{
+	struct run *r = t->run;
+	r->phase = phase;
+	if (!r->opts->progress)
+		return;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long ms = (now.tv_sec - t->last_progress.tv_sec) * 1000 +
+		  (now.tv_nsec - t->last_progress.tv_nsec) / 1000000;
+	if (!force && ms < 200)
+		return;
+	t->last_progress = now;
+	struct ts_progress p = {t->name, phase, t->records, r->tasks_done, r->tasks_total};
+	r->opts->progress(r->opts->ud, &p);
+}
+
+static json_t *value_json(const struct ts_value *v)
+{
+	char *b = NULL;
+	size_t cap = 0, len = 0;
+	json_t *j;
+	switch (v->type) {
+	case TS_NULL: return json_null();
+	case TS_BOOL: return json_boolean(v->u.b);
+	case TS_INT: return json_integer(v->u.i);
+	case TS_FLOAT: return json_real(v->u.f);
+	case TS_JSON:
+		j = json_loadb(v->u.s.p, v->u.s.n, JSON_DECODE_ANY, NULL);
+		return j ? j : json_stringn(v->u.s.p, v->u.s.n);
+	default:
+		if (ts_value_to_text(v, &b, &cap, &len) < 0)
+			return json_null();
+		j = json_stringn(b, len);
+		free(b);
+		return j ? j : json_null();
+	}
+}
+
+static json_t *row_json(const struct ts_schema *s, const struct ts_row *row)
+{
+	json_t *o = json_object();
+	for (size_t i = 0; row && i < row->ncols && i < s->ncols; i++)
+		json_object_set_new(o, s->cols[i].name, value_json(&row->v[i]));
+	return o;
+}
+
+static const char *dir_name(int d)
+{
+	return d == 0 ? "to_target" : "to_source";
+}
+
+/* Records a failed record: counted, kept in the run log and in the store's
+ * failure list (the next run fetches it again). */
+static int record_failure(struct task *t, int d, const char *key, const char *msg,
+			  struct ts_error *err)
+{
+	t->cnt[d].failed++;
+	if (t->nerrors_logged < MAX_LOGGED_ERRORS) {
+		json_array_append_new(t->errors, json_pack("{s:s, s:s, s:s, s:s}", "direction",
+							   dir_name(d), "side",
+							   d == 0 ? "source" : "target", "key",
+							   key ? key : "", "error", msg));
+		t->nerrors_logged++;
+	}
+	if (!key)
+		return 0;
+	t->has_failures[d] = 1;
+	return ts_store_failure_put(t->run->st, t->id, d, key, msg, err);
+}
+
+static void free_qop(struct qop *o)
+{
+	free(o->key);
+	free(o->origin);
+	o->key = o->origin = NULL;
+}
+
+/* ---------------------------------------------------------------- queue */
+
+static int queue_init(struct queue *q, struct ts_error *err)
+{
+	q->ops = calloc(BATCH_SIZE + 1, sizeof *q->ops);
+	q->pool = calloc(BATCH_SIZE + 1, sizeof *q->pool);
+	if (!q->ops || !q->pool)
+		return ts_error_set(err, TS_ENOMEM, "out of memory");
+	return 0;
+}
+
+static void queue_free(struct queue *q)
+{
+	for (size_t i = 0; i < q->n; i++)
+		free_qop(&q->ops[i]);
+	for (size_t i = 0; q->pool && i <= BATCH_SIZE; i++)
+		ts_row_free(q->pool[i]);
+	free(q->ops);
+	free(q->pool);
+	memset(q, 0, sizeof *q);
+}
+
+static int flush(struct task *t, int d, struct ts_error *err);
+
+/* Queues a write of direction d; `row` (mapped values) is copied. */
+static int enqueue(struct task *t, int d, enum ts_op_kind kind, const char *key, const char *origin,
+		   const struct ts_row *row, uint64_t h, uint64_t hrev, struct ts_error *err)
+{
+	struct queue *q = &t->q[d];
+	if (q->n >= BATCH_SIZE && flush(t, d, err))
+		return -1;
+	struct qop *o = &q->ops[q->n];
+	memset(o, 0, sizeof *o);
+	o->kind = kind;
+	o->key = key ? strdup(key) : NULL;
+	o->origin = origin ? strdup(origin) : NULL;
+	o->h = h;
+	o->hrev = hrev;
+	if (row) {
+		if (!q->pool[q->n] && !(q->pool[q->n] = ts_row_new(row->ncols)))
+			return ts_error_set(err, TS_ENOMEM, "out of memory");
+		struct ts_row *dst = q->pool[q->n];
+		if (ts_row_resize(dst, row->ncols))
+			return ts_error_set(err, TS_ENOMEM, "out of memory");
+		for (size_t i = 0; i < row->ncols; i++)
+			if (ts_row_set_value(dst, i, &row->v[i]))
+				return ts_error_set(err, TS_ENOMEM, "out of memory");
+		o->row = dst;
+	}
+	if ((key && !o->key) || (origin && !o->origin))
+		return ts_error_set(err, TS_ENOMEM, "out of memory");
+	q->n++;
+	return 0;
+}
+
+static int pair_store(struct task *t, int d, const char *recv_key, const char *send_key,
+		      uint64_t h, uint64_t hrev, struct ts_error *err)
+{
+	struct ts_pair p;
+	if (d == 0) {
+		p = (struct ts_pair){(char *)send_key, (char *)recv_key, h, hrev};
+	} else {
+		p = (struct ts_pair){(char *)recv_key, (char *)send_key, hrev, h};
+	}
+	return ts_store_pair_put(t->run->st, t->id, &p, err);
+}
+
+/*
+ * Applies the queued writes of direction d to the receiving side and brings
+ * the pairing up to date.  The order of durable steps is what makes a kill
+ * at any point safe (see the file comment).
+ */
+static int flush(struct task *t, int d, struct ts_error *err)
+{
+	struct run *r = t->run;
+	struct queue *q = &t->q[d];
+	int recv = 1 - d;
+	struct side *rs = &r->side[recv];
+	struct ts_op *ops = NULL;
+	char **reserved = NULL;
+	size_t nres = 0;
+	int ret = -1, in_txn = 0;
+	/* updates whose record vanished: re-inserted after this batch */
+	size_t nredo = 0;
+	size_t *redo = NULL;
+
+	if (!q->n)
+		return 0;
+	if (canceled(r))
+		return ts_error_set(err, TS_ECANCELED, "the run was canceled");
+	progress(t, d == 0 ? "writing target" : "writing source", 1);
+
+	ops = calloc(q->n, sizeof *ops);
+	redo = calloc(q->n, sizeof *redo);
+	if (!ops || !redo) {
+		ts_error_set(err, TS_ENOMEM, "out of memory");
+		goto out;
+	}
+	size_t nins = 0;
+	for (size_t i = 0; i < q->n; i++)
+		if (q->ops[i].kind == TS_OP_INSERT && !q->ops[i].key)
+			nins++;
+
+	/* Reserved keys: pair first, mark the batch in flight, then write. */
+	if (nins && (rs->ops->caps & TS_CAP_RESERVE_KEYS)) {
+		reserved = calloc(nins, sizeof *reserved);
+		if (!reserved) {
+			ts_error_set(err, TS_ENOMEM, "out of memory");
+			goto out;
+		}
+		if (rs->ops->reserve_keys(rs->conn, t->sch[recv], nins, reserved, err))
+			goto out;
+		nres = nins;
+		json_t *inflight = json_array();
+		for (size_t i = 0, k = 0; i < q->n; i++) {
+			struct qop *o = &q->ops[i];
+			if (o->kind != TS_OP_INSERT || o->key)
+				continue;
+			o->key = strdup(reserved[k++]);
+			json_array_append_new(inflight, json_string(o->key));
+		}
+		char *text = json_dumps(inflight, JSON_COMPACT);
+		json_decref(inflight);
+		if (ts_store_begin(r->st, err)) {
+			free(text);
+			goto out;
+		}
+		in_txn = 1;
+		char slot = (char)(WM_INFLIGHT + d);
+		if (ts_store_watermark_set(r->st, t->id, slot, text, err)) {
+			free(text);
+			goto out;
+		}
+		free(text);
+		for (size_t i = 0; i < q->n; i++) {
+			struct qop *o = &q->ops[i];
+			if (o->kind == TS_OP_INSERT && o->key &&
+			    pair_store(t, d, o->key, o->origin, o->h, o->hrev, err))
+				goto out;
+		}
+		if (ts_store_commit(r->st, err))
+			goto out;
+		in_txn = 0;
+		ts_failpoint("after_pairs_reserved");
+	}
+
+	for (size_t i = 0; i < q->n; i++) {
+		ops[i].kind = q->ops[i].kind;
+		ops[i].key = q->ops[i].key;
+		ops[i].origin_key = q->ops[i].origin;
+		ops[i].row = q->ops[i].kind == TS_OP_DELETE ? NULL : q->ops[i].row;
+	}
+	struct ts_batch b = {
+		.schema = t->sch[recv],
+		.ncols = t->map[d].n,
+		.cols = t->map[d].cols,
+		.nops = q->n,
+		.ops = ops,
+		.journal_tag = (rs->ops->caps & TS_CAP_JOURNAL) ? t->tag[d] : NULL,
+	};
+	if (rs->ops->apply(rs->conn, &b, err)) {
+		ts_error_context(err, t->sch[recv]->object, NULL);
+		goto out;
+	}
+	ts_failpoint("after_apply");
+
+	if (ts_store_begin(r->st, err))
+		goto out;
+	in_txn = 1;
+	for (size_t i = 0; i < q->n; i++) {
+		struct qop *o = &q->ops[i];
+		struct ts_op *op = &ops[i];
+		if (op->failed) {
+			if (o->kind == TS_OP_INSERT && o->key &&
+			    ts_store_pair_delete(r->st, t->id, recv, o->key, err))
+				goto out;
+			if (record_failure(t, d, o->origin ? o->origin : o->key,
+					   op->error ? op->error : "failed", err))
+				goto out;
+			continue;
+		}
+		switch (o->kind) {
+		case TS_OP_INSERT: {
+			const char *k = op->new_key ? op->new_key : o->key;
+			if (!k) {
+				record_failure(t, d, o->origin, "the connector returned no key", err);
+				continue;
+			}
+			if (pair_store(t, d, k, o->origin, o->h, o->hrev, err))
+				goto out;
+			t->cnt[d].inserted++;
+			break;
+		}
+		case TS_OP_UPDATE:
+			if (op->missing) {
+				redo[nredo++] = i;
+				continue;
+			}
+			if (pair_store(t, d, o->key, o->origin, o->h, o->hrev, err))
+				goto out;
+			t->cnt[d].updated++;
+			break;
+		case TS_OP_DELETE:
+			if (ts_store_pair_delete(r->st, t->id, recv, o->key, err))
+				goto out;
+			if (!op->missing)
+				t->cnt[d].deleted++;
+			break;
+		}
+		if (t->has_failures[d] && o->origin &&
+		    ts_store_failure_delete(r->st, t->id, d, o->origin, err))
+			goto out;
+	}
+	if (nres && ts_store_watermark_set(r->st, t->id, (int)(WM_INFLIGHT + d), NULL, err))
+		goto out;
+	if (ts_store_commit(r->st, err))
+		goto out;
+	in_txn = 0;
+	ts_failpoint("after_pairs");
+	if (b.journal_tag && nins && rs->ops->journal_clear(rs->conn, b.journal_tag, err))
+		goto out;
+
+	/* Updates of records that vanished on the receiving side since the
+	 * changes were read: the sending side's record still exists and wins,
+	 * so it is inserted again (with a fresh key) and re-paired.  The queue
+	 * is emptied first; the rows are copied out of its pool. */
+	struct qop *again = nredo ? calloc(nredo, sizeof *again) : NULL;
+	if (nredo && !again) {
+		ts_error_set(err, TS_ENOMEM, "out of memory");
+		goto out;
+	}
+	ret = 0;
+	for (size_t k = 0; k < nredo; k++) {
+		struct qop *o = &q->ops[redo[k]];
+		again[k] = *o;
+		o->key = o->origin = NULL; /* moved */
+		again[k].row = ts_row_new(0);
+		if (!again[k].row || ts_row_resize(again[k].row, o->row->ncols)) {
+			ret = ts_error_set(err, TS_ENOMEM, "out of memory");
+			continue;
+		}
+		for (size_t c = 0; c < o->row->ncols; c++)
+			ts_row_set_value(again[k].row, c, &o->row->v[c]);
+		if (!ret)
+			ret = ts_store_pair_delete(r->st, t->id, recv, again[k].key, err);
+	}
+	for (size_t i = 0; i < q->n; i++) {
+		free_qop(&q->ops[i]);
+		free(ops[i].new_key);
+		free(ops[i].error);
+	}
+	q->n = 0;
+	for (size_t k = 0; k < nredo; k++) {
+		if (!ret && again[k].row)
+			ret = enqueue(t, d, TS_OP_INSERT, NULL, again[k].origin, again[k].row,
+				      again[k].h, again[k].hrev, err);
+		ts_row_free(again[k].row);
+		free_qop(&again[k]);
+	}
+	free(again);
+	if (!ret && nredo)
+		ret = flush(t, d, err);
+	goto out_clean;
+out:
+	if (in_txn)
+		ts_store_rollback(r->st);
+	for (size_t i = 0; ops && i < q->n; i++) {
+		free(ops[i].new_key);
+		free(ops[i].error);
+	}
+	for (size_t i = 0; i < q->n; i++)
+		free_qop(&q->ops[i]);
+	q->n = 0;
+out_clean:
+	for (size_t i = 0; i < nres; i++)
+		free(reserved[i]);
+	free(reserved);
+	free(redo);
+	free(ops);
+	return ret;
+}
+
+/* ---------------------------------------------------------------- lookups */
+
+static int lookup_cb(void *ud, const char *task, const struct ts_value *key, struct ts_row *out,
+		     size_t i, struct ts_error *err)
+{
+	struct task *t = ud;
+	struct run *r = t->run;
+	if (key->type == TS_NULL) {
+		ts_row_set_null(out, i);
+		return 0;
+	}
+	json_t *idj = json_object_get(r->task_ids, task);
+	int64_t id;
+	if (!idj) {
+		struct ts_error e2 = {0};
+		id = ts_store_task_id(r->st, r->integration, task, &e2);
+		if (id <= 0)
+			return ts_error_set(err, TS_EINVAL, "lookup('%s', ...): no task '%s' in this integration",
+					    task, task);
+		json_object_set_new(r->task_ids, task, json_integer(id));
+	} else {
+		id = json_integer_value(idj);
+	}
+	char *text = NULL;
+	size_t cap = 0, len = 0;
+	if (ts_value_to_text(key, &text, &cap, &len) < 0)
+		return ts_error_set(err, TS_ENOMEM, "out of memory");
+	struct ts_pair p = {0};
+	int found = ts_store_pair_get(r->st, id, t->dir, text, &p, err);
+	if (found < 0) {
+		free(text);
+		return -1;
+	}
+	if (!found) {
+		ts_error_set(err, TS_ENOENT, "lookup('%s', %s): that record is not paired (yet)", task,
+			     text);
+		free(text);
+		return -1;
+	}
+	const char *partner = t->dir == 0 ? p.tgt_key : p.src_key;
+	int rc = ts_row_set_str(out, i, TS_TEXT, partner, strlen(partner));
+	ts_pair_clear(&p);
+	free(text);
+	return rc ? ts_error_set(err, TS_ENOMEM, "out of memory") : 0;
+}
+
+static int map_dir_row(struct task *t, int d, const struct ts_row *in, struct ts_row *out,
+		       struct ts_error *err)
+{
+	t->dir = d;
+	t->run->ctx.lookup_ud = t;
+	return map_row(&t->map[d], in, &t->run->ctx, out, err);
+}
+
+static uint64_t reverse_hash(struct task *t, int d, const struct ts_row *mapped)
+{
+	uint64_t h = 0;
+	t->dir = 1 - d;
+	if (map_reverse_hash(&t->map[d], &t->map[1 - d], t->sch[1 - d], mapped, &t->run->ctx,
+			     t->tmp_in, t->tmp_out, &h))
+		return 0;
+	return h;
+}
+
+/* ---------------------------------------------------------------- matching */
+
+/* The match_on value of a record as text (fields joined by \x1f), with the
+ * target's values converted to the source fields' types first so that 5 and
+ * 5.0 match.  Returns 1 with *out malloc'd, 0 if a field is NULL. */
+static int match_value(struct task *t, int side, const struct ts_row *row, char **out,
+		       struct ts_error *err)
+{
+	const char *sf;
+	json_t *tfj;
+	char *buf = NULL, *txt = NULL;
+	size_t len = 0, tcap = 0, tlen = 0;
+	struct ts_row *tmp = ts_row_new(1);
+	int ret = 0;
+	if (!tmp)
+		return ts_error_set(err, TS_ENOMEM, "out of memory");
+	json_object_foreach(t->match_on, sf, tfj) {
+		const char *tf = json_string_value(tfj);
+		int sc = ts_schema_find(t->sch[0], sf), tc = ts_schema_find(t->sch[1], tf);
+		if (sc < 0 || tc < 0) {
+			ret = ts_error_setk(err, TS_EINVAL, "task.json", "match_on",
+					    "no field '%s' in %s", sc < 0 ? sf : tf,
+					    sc < 0 ? t->sch[0]->object : t->sch[1]->object);
+			goto out;
+		}
+		const struct ts_value *v = &row->v[side == 0 ? sc : tc];
+		if (v->type == TS_NULL)
+			goto out;
+		if (side == 1) {
+			struct ts_error e2 = {0};
+			ts_row_reset(tmp);
+			if (ts_value_convert(v, t->sch[0]->cols[sc].type, tmp, 0, &e2))
+				goto out; /* cannot match */
+			v = &tmp->v[0];
+		}
+		if (ts_value_to_text(v, &txt, &tcap, &tlen) < 0) {
+			ret = ts_error_set(err, TS_ENOMEM, "out of memory");
+			goto out;
+		}
+		char *nb = realloc(buf, len + tlen + 2);
+		if (!nb) {
+			ret = ts_error_set(err, TS_ENOMEM, "out of memory");
+			goto out;
+		}
+		buf = nb;
+		memcpy(buf + len, txt, tlen);
+		len += tlen;
+		buf[len++] = '\x1f';
+		buf[len] = 0;
+	}
+	if (buf) {
+		*out = buf;
+		buf = NULL;
+		ret = 1;
+	}
+out:
+	free(buf);
+	free(txt);
+	ts_row_free(tmp);
+	return ret;
+}
+
+/* ---------------------------------------------------------------- conflicts */
+
+static int log_conflict(struct task *t, const char *src_key, const char *tgt_key,
+			const struct ts_row *src_row, const struct ts_row *tgt_row,
+			struct ts_error *err)
+{
+	struct run *r = t->run;
+	char now[32];
+	iso_now(now, sizeof now);
+	t->conflicts++;
+	json_t *doc = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o}", "run",
+				(json_int_t)r->run_id, "task", t->name, "time", now, "source_key",
+				src_key ? src_key : "", "target_key", tgt_key ? tgt_key : "",
+				"policy", "source_wins", "winner", "source", "losing_side", "target",
+				"winning", src_row ? row_json(t->sch[0], src_row) : json_null(),
+				"losing", tgt_row ? row_json(t->sch[1], tgt_row) : json_null());
+	int rc = ts_store_conflict_add(r->st, r->run_id, r->integration, t->name, doc, err);
+	json_decref(doc);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- phase A */
+
+static int tick(struct task *t, const char *phase, struct ts_error *err)
+{
+	if (++t->records % 1000 == 0) {
+		if (canceled(t->run))
+			return ts_error_set(err, TS_ECANCELED, "the run was canceled");
+		progress(t, phase, 0);
+		ts_failpoint("read_1000");
+	}
+	return 0;
+}
+
+static int phase_a_cb(void *ud, enum ts_change_op op, const char *key, const struct ts_row *row,
+		      struct ts_error *err)
+{
+	struct task *t = ud;
+	struct run *r = t->run;
+	if (tick(t, "reading target", err))
+		return -1;
+	if (op == TS_CH_RESET) {
+		t->reconcile[1] = 1;
+		return 0;
+	}
+	struct ts_pair p = {0};
+	int paired = 0;
+	if (t->npairs > 0) {
+		if ((paired = ts_store_pair_get(r->st, t->id, 1, key, &p, err)) < 0)
+			return -1;
+		if ((t->full || t->reconcile[1]) && spool_seen_add(r->sp, 1, key, err))
+			goto fail;
+	}
+	if (op == TS_CH_DELETE) {
+		if (paired && spool_put(r->sp, 1, key, TS_CH_DELETE, NULL, err))
+			goto fail;
+		ts_pair_clear(&p);
+		return 0;
+	}
+	struct ts_error e2 = {0};
+	if (map_dir_row(t, 1, row, t->m, &e2)) {
+		char msg[1200];
+		ts_error_format(&e2, msg, sizeof msg);
+		ts_pair_clear(&p);
+		return record_failure(t, 1, key, msg, err);
+	}
+	uint64_t h = ts_row_hash(t->m);
+	if (!(paired && p.h_to_src == h)) {
+		if (spool_put(r->sp, 1, key, TS_CH_UPSERT, row, err))
+			goto fail;
+		if (!paired && t->full && t->match_on) {
+			char *mv = NULL;
+			int rc = match_value(t, 1, row, &mv, err);
+			if (rc < 0 || (rc && spool_match_add(r->sp, mv, key, err))) {
+				free(mv);
+				goto fail;
+			}
+			free(mv);
+		}
+	}
+	ts_pair_clear(&p);
+	return 0;
+fail:
+	ts_pair_clear(&p);
+	return -1;
+}
+
+/* ---------------------------------------------------------------- phase B */
+
+static int phase_b_cb(void *ud, enum ts_change_op op, const char *key, const struct ts_row *row,
+		      struct ts_error *err)
+{
+	struct task *t = ud;
+	struct run *r = t->run;
+	struct ts_pair p = {0};
+	int paired = 0, ret = -1, top;
+	if (tick(t, "reading source", err))
+		return -1;
+	if (op == TS_CH_RESET) {
+		t->reconcile[0] = 1;
+		return 0;
+	}
+	if (t->npairs > 0) {
+		if ((paired = ts_store_pair_get(r->st, t->id, 0, key, &p, err)) < 0)
+			return -1;
+		if ((t->full || t->reconcile[0]) && spool_seen_add(r->sp, 0, key, err))
+			goto out;
+	}
+	if (op == TS_CH_DELETE) {
+		if (!paired) {
+			ret = 0;
+			goto out;
+		}
+		int top_op = 0;
+		if ((top = spool_get(r->sp, 1, p.tgt_key, &top_op, t->row2, err)) < 0)
+			goto out;
+		if (top && top_op == TS_CH_DELETE) {
+			/* Deleted on both sides: only the pairing is left to drop. */
+			if (spool_del(r->sp, 1, p.tgt_key, err) ||
+			    ts_store_pair_delete(r->st, t->id, 0, key, err))
+				goto out;
+			ret = 0;
+			goto out;
+		}
+		if (top) {
+			/* Changed in the target, deleted in the source: the source wins. */
+			if (log_conflict(t, key, p.tgt_key, NULL, t->row2, err) ||
+			    spool_del(r->sp, 1, p.tgt_key, err))
+				goto out;
+		}
+		ret = spool_put(r->sp, SP_DEL_TARGET, p.tgt_key, TS_CH_DELETE, NULL, err);
+		goto out;
+	}
+
+	struct ts_error e2 = {0};
+	if (map_dir_row(t, 0, row, t->m, &e2)) {
+		char msg[1200];
+		ts_error_format(&e2, msg, sizeof msg);
+		ret = record_failure(t, 0, key, msg, err);
+		goto out;
+	}
+	uint64_t h = ts_row_hash(t->m);
+	if (paired) {
+		int top_op = 0;
+		if ((top = spool_get(r->sp, 1, p.tgt_key, &top_op, t->row2, err)) < 0)
+			goto out;
+		int tgt_missing = 0;
+		if (!top && t->full) {
+			int seen = spool_seen(r->sp, 1, p.tgt_key);
+			if (seen < 0)
+				goto out;
+			tgt_missing = !seen;
+		}
+		if (p.h_to_tgt == h && !tgt_missing) {
+			/* The source did not change; a target change flows in phase C. */
+			ret = 0;
+			goto out;
+		}
+		uint64_t hr = reverse_hash(t, 0, t->m);
+		if (top) {
+			if (log_conflict(t, key, p.tgt_key, row,
+					 top_op == TS_CH_DELETE ? NULL : t->row2, err) ||
+			    spool_del(r->sp, 1, p.tgt_key, err))
+				goto out;
+			if (top_op == TS_CH_DELETE) {
+				/* Deleted in the target, changed in the source: the
+				 * source wins and the record comes back. */
+				if (ts_store_pair_delete(r->st, t->id, 0, key, err))
+					goto out;
+				ret = enqueue(t, 0, TS_OP_INSERT, NULL, key, t->m, h, hr, err);
+				goto out;
+			}
+		}
+		if (tgt_missing) {
+			/* First run after a reset: the partner is gone, copy again. */
+			if (ts_store_pair_delete(r->st, t->id, 0, key, err))
+				goto out;
+			ret = enqueue(t, 0, TS_OP_INSERT, NULL, key, t->m, h, hr, err);
+			goto out;
+		}
+		ret = enqueue(t, 0, TS_OP_UPDATE, p.tgt_key, key, t->m, h, hr, err);
+		goto out;
+	}
+
+	uint64_t hr = reverse_hash(t, 0, t->m);
+	if (t->full && t->match_on) {
+		char *mv = NULL, *tk = NULL;
+		int rc = match_value(t, 0, row, &mv, err);
+		if (rc < 0)
+			goto out;
+		if (rc)
+			rc = spool_match_take(r->sp, mv, &tk, err);
+		free(mv);
+		if (rc < 0)
+			goto out;
+		if (rc) {
+			/* The record exists on both sides: pair it, then the
+			 * source's values win where they differ. */
+			int top_op = 0;
+			if (spool_get(r->sp, 1, tk, &top_op, t->row2, err) < 0 ||
+			    spool_del(r->sp, 1, tk, err)) {
+				free(tk);
+				goto out;
+			}
+			int same = t->row2->ncols == t->sch[1]->ncols;
+			for (size_t i = 0; same && i < t->map[0].n; i++) {
+				struct ts_row *cv = t->tmp_out;
+				struct ts_error e3 = {0};
+				ts_row_resize(cv, 1);
+				const struct ts_value *tv = &t->row2->v[t->map[0].e[i].recv_col];
+				if (ts_value_convert(tv, t->map[0].e[i].recv_type, cv, 0, &e3) ||
+				    !ts_value_equal(&cv->v[0], &t->m->v[i]))
+					same = 0;
+			}
+			if (same) {
+				rc = pair_store(t, 0, tk, key, h, hr, err);
+			} else {
+				rc = pair_store(t, 0, tk, key, 0, 0, err);
+				if (!rc)
+					rc = enqueue(t, 0, TS_OP_UPDATE, tk, key, t->m, h, hr, err);
+			}
+			free(tk);
+			ret = rc;
+			goto out;
+		}
+	}
+	ret = enqueue(t, 0, TS_OP_INSERT, NULL, key, t->m, h, hr, err);
+out:
+	ts_pair_clear(&p);
+	return ret;
+}
+
+/* ---------------------------------------------------------------- phase C */
+
+static int phase_c_cb(void *ud, const char *key, int op, const struct ts_row *row,
+		      struct ts_error *err)
+{
+	struct task *t = ud;
+	struct run *r = t->run;
+	struct ts_pair p = {0};
+	int paired = 0, ret;
+	if ((paired = ts_store_pair_get(r->st, t->id, 1, key, &p, err)) < 0)
+		return -1;
+	if (op == TS_CH_DELETE) {
+		ret = paired ? spool_put(r->sp, SP_DEL_SOURCE, p.src_key, TS_CH_DELETE, NULL, err) : 0;
+		ts_pair_clear(&p);
+		return ret;
+	}
+	struct ts_error e2 = {0};
+	if (map_dir_row(t, 1, row, t->m, &e2)) {
+		char msg[1200];
+		ts_error_format(&e2, msg, sizeof msg);
+		ts_pair_clear(&p);
+		return record_failure(t, 1, key, msg, err);
+	}
+	uint64_t h = ts_row_hash(t->m), hr = reverse_hash(t, 1, t->m);
+	if (paired)
+		ret = enqueue(t, 1, TS_OP_UPDATE, p.src_key, key, t->m, h, hr, err);
+	else
+		ret = enqueue(t, 1, TS_OP_INSERT, NULL, key, t->m, h, hr, err);
+	ts_pair_clear(&p);
+	return ret;
+}
+
+/* ---------------------------------------------------------------- post-passes */
+
+struct collect {
+	struct task *t;
+	struct ts_error *err;
+	int64_t n;
+};
+
+/* Pairs whose source key was not seen during a full read of the source. */
+static int collect_unseen_cb(void *ud, const struct ts_pair *p)
+{
+	struct collect *c = ud;
+	struct spool *sp = c->t->run->sp;
+	int s = spool_seen(sp, 0, p->src_key);
+	if (s < 0)
+		return -1;
+	if (s)
+		return 0;
+	struct ts_row *row = ts_row_new(1);
+	if (!row)
+		return -1;
+	ts_row_set_str(row, 0, TS_TEXT, p->tgt_key, strlen(p->tgt_key));
+	int rc = spool_put(sp, SP_PAIRS, p->src_key, 0, row, c->err);
+	ts_row_free(row);
+	c->n++;
+	return rc ? -1 : 0;
+}
+
+/* Pairs whose target key was not seen during a full read of the target. */
+static int collect_unseen_tgt_cb(void *ud, const struct ts_pair *p)
+{
+	struct collect *c = ud;
+	struct spool *sp = c->t->run->sp;
+	int s = spool_seen(sp, 1, p->tgt_key);
+	if (s < 0)
+		return -1;
+	if (s)
+		return 0;
+	struct ts_row *row = ts_row_new(1);
+	if (!row)
+		return -1;
+	ts_row_set_str(row, 0, TS_TEXT, p->src_key, strlen(p->src_key));
+	int rc = spool_put(sp, SP_PAIRS + 1, p->tgt_key, 0, row, c->err);
+	ts_row_free(row);
+	c->n++;
+	return rc ? -1 : 0;
+}
+
+struct refetch {
+	struct task *t;
+	char **keys;
+	size_t n;
+	struct ts_error *err;
+	int first_run; /* 1: missing source record -> copy the target's again */
+};
+
+static int fetch_into_spool_cb(void *ud, enum ts_change_op op, const char *key,
+			       const struct ts_row *row, struct ts_error *err)
+{
+	struct task *t = ud;
+	if (op != TS_CH_UPSERT)
+		return 0;
+	return spool_put(t->run->sp, 1, key, TS_CH_UPSERT, row, err);
+}
+
+static int flush_refetch(struct refetch *rf)
+{
+	struct task *t = rf->t;
+	struct side *ts = &t->run->side[1];
+	int rc = 0;
+	if (rf->n)
+		rc = ts->ops->fetch(ts->conn, t->sch[1], (const char *const *)rf->keys, rf->n,
+				    fetch_into_spool_cb, t, rf->err);
+	for (size_t i = 0; i < rf->n; i++)
+		free(rf->keys[i]);
+	rf->n = 0;
+	return rc;
+}
+
+/* The source side's records that vanished (pairs not seen in a full read). */
+static int source_missing_cb(void *ud, const char *src_key, int op, const struct ts_row *row,
+			     struct ts_error *err)
+{
+	(void)err;
+	struct refetch *rf = ud;
+	struct task *t = rf->t;
+	struct run *r = t->run;
+	(void)op;
+	const char *tgt_key = row->v[0].u.s.p;
+	int top_op = 0;
+	int top = spool_get(r->sp, 1, tgt_key, &top_op, NULL, rf->err);
+	if (top < 0)
+		return -1;
+	if (!rf->first_run) {
+		/* The source table was emptied (TRUNCATE): its records are deleted. */
+		if (top && spool_del(r->sp, 1, tgt_key, rf->err))
+			return -1;
+		return spool_put(r->sp, SP_DEL_TARGET, tgt_key, TS_CH_DELETE, NULL, rf->err);
+	}
+	/* First run: the partner of a target record is gone from the source;
+	 * unpair, and copy the target's record again (unless it is gone too). */
+	if (ts_store_pair_delete(r->st, t->id, 0, src_key, rf->err))
+		return -1;
+	if (top) {
+		if (top_op == TS_CH_DELETE)
+			return spool_del(r->sp, 1, tgt_key, rf->err);
+		return 0; /* spooled already: phase C inserts it, now unpaired */
+	}
+	int seen = spool_seen(r->sp, 1, tgt_key);
+	if (seen <= 0)
+		return seen;
+	rf->keys[rf->n++] = strdup(tgt_key);
+	if (rf->n == FETCH_CHUNK)
+		return flush_refetch(rf);
+	return 0;
+}
+
+/* The target's records that vanished after a TRUNCATE of the target. */
+static int target_missing_cb(void *ud, const char *tgt_key, int op, const struct ts_row *row,
+			     struct ts_error *err)
+{
+	(void)err;
+	struct refetch *rf = ud;
+	struct run *r = rf->t->run;
+	(void)op;
+	(void)tgt_key;
+	return spool_put(r->sp, SP_DEL_SOURCE, row->v[0].u.s.p, TS_CH_DELETE, NULL, rf->err);
+}
+
+/* ---------------------------------------------------------------- deletes */
+
+struct delctx {
+	struct task *t;
+	int d;
+	struct ts_error *err;
+};
+
+static int delete_cb(void *ud, const char *key, int op, const struct ts_row *row,
+		     struct ts_error *err)
+{
+	(void)err;
+	struct delctx *dc = ud;
+	(void)op;
+	(void)row;
+	/* origin: the sending side's partner key, for failure bookkeeping */
+	struct ts_pair p = {0};
+	int recv = 1 - dc->d;
+	int found = ts_store_pair_get(dc->t->run->st, dc->t->id, recv, key, &p, dc->err);
+	if (found < 0)
+		return -1;
+	const char *origin = found ? (dc->d == 0 ? p.src_key : p.tgt_key) : NULL;
+	int rc = enqueue(dc->t, dc->d, TS_OP_DELETE, key, origin, NULL, 0, 0, dc->err);
+	ts_pair_clear(&p);
+	return rc;
+}
+
+static int apply_deletes(struct task *t, struct ts_error *err)
+{
+	struct run *r = t->run;
+	int64_t del_tgt = spool_count(r->sp, SP_DEL_TARGET);
+	int64_t del_src = spool_count(r->sp, SP_DEL_SOURCE);
+	if (!del_tgt && !del_src)
+		return 0;
+	json_t *mdp = json_object_get(r->integ, "max_delete_percent");
+	double pct = mdp ? json_number_value(mdp) : 50;
+	int64_t total = t->npairs > 0 ? t->npairs : 1;
+	for (int s = 0; s < 2; s++) {
+		int64_t n = s == 0 ? del_src : del_tgt;
+		if (n && (double)n * 100.0 > pct * (double)total)
+			return ts_error_setk(err, TS_EDELETE, "integration.json", "max_delete_percent",
+					     "task '%s': %" PRId64 " of %" PRId64
+					     " records (%.0f%%) would be deleted in the %s, more than "
+					     "max_delete_percent (%g%%): nothing was deleted; raise "
+					     "max_delete_percent or check the %s if the deletes are intended",
+					     t->name, n, total, (double)n * 100.0 / (double)total,
+					     s == 0 ? "source" : "target", pct,
+					     s == 0 ? "target" : "source");
+	}
+	ts_failpoint("before_delete");
+	progress(t, "deleting", 1);
+	struct delctx dt = {t, 0, err}, ds = {t, 1, err};
+	if (spool_foreach(r->sp, SP_DEL_TARGET, delete_cb, &dt, err) || flush(t, 0, err))
+		return -1;
+	if (spool_foreach(r->sp, SP_DEL_SOURCE, delete_cb, &ds, err) || flush(t, 1, err))
+		return -1;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- recovery */
+
+struct jrec {
+	struct task *t;
+	int d;
+	struct ts_error *err;
+};
+
+static int journal_cb(void *ud, const char *origin, const char *new_key)
+{
+	struct jrec *j = ud;
+	struct ts_pair p = {0};
+	int recv = 1 - j->d;
+	int found = ts_store_pair_get(j->t->run->st, j->t->id, recv, new_key, &p, j->err);
+	ts_pair_clear(&p);
+	if (found < 0)
+		return -1;
+	if (found)
+		return 0;
+	/* Landed but never paired: pair it with unknown hashes, so the next
+	 * comparison brings it up to date instead of inserting it again. */
+	return pair_store(j->t, j->d, new_key, origin, 0, 0, j->err);
+}
+
+struct inflight_check {
+	struct task *t;
+	int recv;
+	json_t *present;
+};
+
+static int inflight_cb(void *ud, enum ts_change_op op, const char *key, const struct ts_row *row,
+		       struct ts_error *err)
+{
+	struct inflight_check *c = ud;
+	(void)row;
+	(void)err;
+	if (op == TS_CH_UPSERT)
+		json_object_set_new(c->present, key, json_true());
+	return 0;
+}
+
+static int recover(struct task *t, struct ts_error *err)
+{
+	struct run *r = t->run;
+	for (int d = 0; d < 2; d++) {
+		int recv = 1 - d;
+		struct side *rs = &r->side[recv];
+		/* Reserved keys of a batch that may not have landed. */
+		char *text = ts_store_watermark_get(r->st, t->id, WM_INFLIGHT + d, err);
+		if (ts_error_isset(err))
+			return -1;
+		if (text) {
+			json_t *keys = json_loads(text, 0, NULL);
+			free(text);
+			size_t n = json_array_size(keys);
+			const char **kv = calloc(n + 1, sizeof *kv);
+			struct inflight_check c = {t, recv, json_object()};
+			int rc = kv ? 0 : ts_error_set(err, TS_ENOMEM, "out of memory");
+			for (size_t i = 0; !rc && i < n; i++)
+				kv[i] = json_string_value(json_array_get(keys, i));
+			for (size_t i = 0; !rc && i < n; i += FETCH_CHUNK) {
+				size_t m = n - i < FETCH_CHUNK ? n - i : FETCH_CHUNK;
+				rc = rs->ops->fetch(rs->conn, t->sch[recv], kv + i, m, inflight_cb, &c,
+						    err);
+			}
+			if (!rc)
+				rc = ts_store_begin(r->st, err);
+			for (size_t i = 0; !rc && i < n; i++)
+				if (!json_object_get(c.present, kv[i]))
+					rc = ts_store_pair_delete(r->st, t->id, recv, kv[i], err);
+			if (!rc)
+				rc = ts_store_watermark_set(r->st, t->id, WM_INFLIGHT + d, NULL, err);
+			if (!rc)
+				rc = ts_store_commit(r->st, err);
+			else
+				ts_store_rollback(r->st);
+			free(kv);
+			json_decref(keys);
+			json_decref(c.present);
+			if (rc)
+				return -1;
+		}
+		/* Inserted keys journaled by the receiving database. */
+		if (rs->ops->caps & TS_CAP_JOURNAL) {
+			struct jrec j = {t, d, err};
+			if (ts_store_begin(r->st, err))
+				return -1;
+			if (rs->ops->journal_read(rs->conn, t->tag[d], journal_cb, &j, err)) {
+				ts_store_rollback(r->st);
+				return -1;
+			}
+			if (ts_store_commit(r->st, err) ||
+			    rs->ops->journal_clear(rs->conn, t->tag[d], err))
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- failures */
+
+struct retry {
+	struct task *t;
+	int side;
+	ts_record_cb cb;
+	struct ts_error *err;
+};
+
+static int retry_failures(struct task *t, int side, ts_record_cb cb, struct ts_error *err)
+{
+	struct run *r = t->run;
+	json_t *list = ts_store_failure_list(r->st, t->id, side, err);
+	if (!list)
+		return ts_error_isset(err) ? -1 : 0;
+	size_t n = json_array_size(list);
+	int rc = 0;
+	t->has_failures[side] = n > 0;
+	const char **keys = calloc(n + 1, sizeof *keys);
+	if (!keys)
+		rc = ts_error_set(err, TS_ENOMEM, "out of memory");
+	for (size_t i = 0; !rc && i < n; i++)
+		keys[i] = json_string_value(json_object_get(json_array_get(list, i), "key"));
+	struct side *s = &r->side[side];
+	for (size_t i = 0; !rc && i < n; i += FETCH_CHUNK) {
+		size_t m = n - i < FETCH_CHUNK ? n - i : FETCH_CHUNK;
+		rc = s->ops->fetch(s->conn, t->sch[side], keys + i, m, cb, t, err);
+	}
+	free(keys);
+	json_decref(list);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- one task */
+
+static json_t *counts_json(const struct counts *c)
+{
+	return json_pack("{s:I, s:I, s:I, s:I}", "inserted", (json_int_t)c->inserted, "updated",
+			 (json_int_t)c->updated, "deleted", (json_int_t)c->deleted, "failed",
+			 (json_int_t)c->failed);
+}
+
+static void task_report(struct task *t, const char *error)
+{
+	json_t *tasks = json_object_get(t->run->doc, "tasks");
+	json_t *o = json_pack("{s:o, s:o, s:I, s:O}", "to_target", counts_json(&t->cnt[0]),
+			      "to_source", counts_json(&t->cnt[1]), "conflicts",
+			      (json_int_t)t->conflicts, "errors", t->errors);
+	if (error)
+		json_object_set_new(o, "error", json_string(error));
+	json_object_set_new(tasks, t->name, o);
+}
+
+static int mapping_is_default(const json_t *m)
+{
+	return !m || (json_object_size(json_object_get(m, "to_target")) == 0 &&
+		      json_object_size(json_object_get(m, "to_source")) == 0);
+}
+
+static int sync_task(struct task *t, const char *last_sync, int init_tracking, struct ts_error *err)
+{
+	struct run *r = t->run;
+	char *wm_new[2] = {NULL, NULL}, *since[2] = {NULL, NULL}, *wm_ls = NULL;
+	int ret = -1;
+	const char *obj[2] = {json_string_value(json_object_get(t->doc, "source_object")),
+			      json_string_value(json_object_get(t->doc, "target_object"))};
+
+	for (int s = 0; s < 2; s++) {
+		if (!obj[s] || !*obj[s]) {
+			ts_error_setk(err, TS_EINVAL, "task.json",
+				      s == 0 ? "source_object" : "target_object",
+				      "task '%s' names no %s object", t->name, r->side[s].label);
+			goto out;
+		}
+		if (r->side[s].ops->describe(r->side[s].conn, obj[s], &t->sch[s], err)) {
+			ts_error_context(err, "task.json", s == 0 ? "source_object" : "target_object");
+			goto out;
+		}
+	}
+	int auto_map = mapping_is_default(t->mapping);
+	if (map_compile(&t->map[0], json_object_get(t->mapping, "to_target"), auto_map, t->sch[0],
+			t->sch[1], "mapping.json", "to_target", err) ||
+	    map_compile(&t->map[1], json_object_get(t->mapping, "to_source"), auto_map, t->sch[1],
+			t->sch[0], "mapping.json", "to_source", err))
+		goto out;
+	map_check_reverse(&t->map[0], &t->map[1], t->sch[1]);
+	map_check_reverse(&t->map[1], &t->map[0], t->sch[0]);
+	t->match_on = json_object_get(t->doc, "match_on");
+	if (t->match_on && !json_object_size(t->match_on))
+		t->match_on = NULL;
+
+	/* Which changes to read: everything on a first run (LastSyncTime empty,
+	 * or this task never completed), since the stored watermarks, or since
+	 * the time the user wrote into LastSyncTime. */
+	wm_ls = ts_store_watermark_get(r->st, t->id, WM_LASTSYNC, err);
+	if (ts_error_isset(err))
+		goto out;
+	t->full = !last_sync || !*last_sync || !wm_ls;
+	for (int s = 0; s < 2 && !t->full; s++) {
+		if (strcmp(wm_ls, last_sync) != 0) {
+			size_t n = strlen(last_sync) + 2;
+			since[s] = malloc(n);
+			snprintf(since[s], n, "@%s", last_sync);
+		} else {
+			since[s] = ts_store_watermark_get(r->st, t->id, s, err);
+			if (!since[s]) {
+				if (ts_error_isset(err))
+					goto out;
+				t->full = 1;
+			}
+		}
+	}
+
+	for (int s = 0; s < 2; s++) {
+		struct side *sd = &r->side[s];
+		if ((sd->ops->caps & TS_CAP_TRACKING) && (init_tracking || t->full) &&
+		    sd->ops->tracking_init(sd->conn, t->sch[s], err)) {
+			ts_error_context(err, "task.json", s == 0 ? "source_object" : "target_object");
+			goto out;
+		}
+	}
+	/* Watermarks before reading: what changes during the read is read
+	 * again next time (harmless: an unchanged hash is skipped). */
+	for (int s = 0; s < 2; s++)
+		if (r->side[s].ops->watermark(r->side[s].conn, t->sch[s], &wm_new[s], err))
+			goto out;
+
+	snprintf(t->tag[0], sizeof t->tag[0], "ts%" PRId64 ":to_target", t->id);
+	snprintf(t->tag[1], sizeof t->tag[1], "ts%" PRId64 ":to_source", t->id);
+	if (spool_reset(r->sp, err) || recover(t, err))
+		goto out;
+	t->npairs = ts_store_pair_count(r->st, t->id, err);
+	if (t->npairs < 0)
+		goto out;
+
+	/* Phase A: the target's changes into the spool. */
+	progress(t, "reading target", 1);
+	struct side *tg = &r->side[1], *sr = &r->side[0];
+	spool_begin(r->sp);
+	int rc = t->full ? tg->ops->read_all(tg->conn, t->sch[1], phase_a_cb, t, err)
+			 : tg->ops->read_changes(tg->conn, t->sch[1], since[1], phase_a_cb, t, err);
+	if (!rc && t->reconcile[1] && !t->full)
+		rc = tg->ops->read_all(tg->conn, t->sch[1], phase_a_cb, t, err);
+	if (!rc)
+		rc = retry_failures(t, 1, phase_a_cb, err);
+	spool_commit(r->sp);
+	if (rc)
+		goto out;
+
+	/* Phase B: the source's changes, against the target's. */
+	progress(t, "reading source", 1);
+	spool_begin(r->sp);
+	rc = t->full ? sr->ops->read_all(sr->conn, t->sch[0], phase_b_cb, t, err)
+		     : sr->ops->read_changes(sr->conn, t->sch[0], since[0], phase_b_cb, t, err);
+	if (!rc && t->reconcile[0] && !t->full)
+		rc = sr->ops->read_all(sr->conn, t->sch[0], phase_b_cb, t, err);
+	if (!rc)
+		rc = flush(t, 0, err);
+	if (!rc)
+		rc = retry_failures(t, 0, phase_b_cb, err);
+	if (!rc)
+		rc = flush(t, 0, err);
+	spool_commit(r->sp);
+	if (rc)
+		goto out;
+
+	/* Post-passes of full reads: pairs whose record was not seen. */
+	if ((t->full || t->reconcile[0]) && t->npairs > 0) {
+		struct collect c = {t, err, 0};
+		spool_begin(r->sp);
+		if (ts_store_pair_foreach(r->st, t->id, collect_unseen_cb, &c, err)) {
+			spool_commit(r->sp);
+			goto out;
+		}
+		char *keys[FETCH_CHUNK];
+		struct refetch rf = {t, keys, 0, err, t->full};
+		rc = spool_foreach(r->sp, SP_PAIRS, source_missing_cb, &rf, err);
+		if (!rc)
+			rc = flush_refetch(&rf);
+		else
+			for (size_t i = 0; i < rf.n; i++)
+				free(keys[i]);
+		spool_commit(r->sp);
+		if (rc)
+			goto out;
+	}
+	if (t->reconcile[1] && !t->full && t->npairs > 0) {
+		struct collect c = {t, err, 0};
+		spool_begin(r->sp);
+		rc = ts_store_pair_foreach(r->st, t->id, collect_unseen_tgt_cb, &c, err);
+		struct refetch rf = {t, NULL, 0, err, 0};
+		if (!rc)
+			rc = spool_foreach(r->sp, SP_PAIRS + 1, target_missing_cb, &rf, err);
+		spool_commit(r->sp);
+		if (rc)
+			goto out;
+	}
+
+	/* Phase C: what is left of the target's changes goes to the source. */
+	progress(t, "writing source", 1);
+	if (spool_foreach(r->sp, 1, phase_c_cb, t, err) || flush(t, 1, err))
+		goto out;
+
+	if (apply_deletes(t, err))
+		goto out;
+
+	ts_failpoint("before_watermark");
+	/* The task is complete: advance its watermarks, all or nothing. */
+	if (ts_store_begin(r->st, err))
+		goto out;
+	if (ts_store_watermark_set(r->st, t->id, 0, wm_new[0], err) ||
+	    ts_store_watermark_set(r->st, t->id, 1, wm_new[1], err) ||
+	    ts_store_watermark_set(r->st, t->id, WM_LASTSYNC, r->started, err)) {
+		ts_store_rollback(r->st);
+		goto out;
+	}
+	if (ts_store_commit(r->st, err))
+		goto out;
+	ret = 0;
+out:
+	for (int s = 0; s < 2; s++) {
+		free(wm_new[s]);
+		free(since[s]);
+	}
+	free(wm_ls);
+	return ret;
+}
+
+static void task_free(struct task *t)
+{
+	for (int s = 0; s < 2; s++) {
+		ts_schema_free(t->sch[s]);
+		map_free(&t->map[s]);
+		queue_free(&t->q[s]);
+	}
+	json_decref(t->doc);
+	json_decref(t->mapping);
+	json_decref(t->errors);
+	ts_row_free(t->m);
+	ts_row_free(t->row2);
+	ts_row_free(t->tmp_in);
+	ts_row_free(t->tmp_out);
+	free(t->name);
+}
+
+/* ---------------------------------------------------------------- ordering */
+
+/* Orders tasks so that a task used by another's lookup() runs first
+ * (parents before children).  Cycles keep their listed order. */
+static json_t *order_tasks(struct run *r, json_t *names)
+{
+	size_t n = json_array_size(names);
+	json_t *deps = json_object(), *out = json_array();
+	for (size_t i = 0; i < n; i++) {
+		const char *tn = json_string_value(json_array_get(names, i));
+		json_t *set = json_array();
+		struct ts_error e = {0};
+		json_t *m = ts_store_mapping_get(r->st, r->integration, tn, &e);
+		const char *dk;
+		json_t *dv;
+		json_object_foreach(m, dk, dv) {
+			const char *fk;
+			json_t *fv;
+			json_object_foreach(dv, fk, fv) {
+				struct ts_expr *ex = NULL;
+				struct ts_error e2 = {0};
+				if (!json_is_string(fv) || ts_expr_compile(json_string_value(fv), NULL, &ex, &e2))
+					continue;
+				const char *const *lk;
+				size_t nl = ts_expr_lookups(ex, &lk);
+				for (size_t k = 0; k < nl; k++)
+					if (strcmp(lk[k], tn) != 0)
+						json_array_append_new(set, json_string(lk[k]));
+				ts_expr_free(ex);
+			}
+		}
+		json_decref(m);
+		json_object_set_new(deps, tn, set);
+	}
+	json_t *done = json_object();
+	for (size_t round = 0; round <= n && json_array_size(out) < n; round++) {
+		int progressed = 0;
+		for (size_t i = 0; i < n; i++) {
+			const char *tn = json_string_value(json_array_get(names, i));
+			if (json_object_get(done, tn))
+				continue;
+			json_t *set = json_object_get(deps, tn);
+			int ready = 1;
+			for (size_t k = 0; k < json_array_size(set); k++) {
+				const char *dn = json_string_value(json_array_get(set, k));
+				int known = 0;
+				for (size_t j = 0; j < n; j++)
+					if (strcmp(json_string_value(json_array_get(names, j)), dn) == 0)
+						known = 1;
+				if (known && !json_object_get(done, dn))
+					ready = 0;
+			}
+			if (ready || round == n) {
+				json_array_append_new(out, json_string(tn));
+				json_object_set_new(done, tn, json_true());
+				progressed = 1;
+			}
+		}
+		if (!progressed)
+			round = n - 1; /* a cycle: take the rest in listed order */
+	}
+	json_decref(done);
+	json_decref(deps);
+	return out;
+}
+
+/* ---------------------------------------------------------------- the run */
+
+static int open_side(struct run *r, int s, struct ts_error *err)
+{
+	const char *key = s == 0 ? "source" : "target";
+	const char *name = json_string_value(json_object_get(r->integ, key));
+	if (!name || !*name)
+		return ts_error_setk(err, TS_EINVAL, "integration.json", key,
+				     "integration '%s' has no %s connection", r->integration, key);
+	json_t *conf = ts_store_connection_get(r->st, name, err);
+	if (!conf) {
+		ts_error_context(err, "integration.json", key);
+		return -1;
+	}
+	int rc = ts_connection_open(conf, &r->side[s].ops, &r->side[s].conn, err);
+	json_decref(conf);
+	if (rc) {
+		char where[300];
+		snprintf(where, sizeof where, "connections/%s.json", name);
+		ts_error_context(err, where, NULL);
+	}
+	return rc;
+}
+
+static void finish_doc(struct run *r, const char *result, const struct ts_error *err)
+{
+	char now[32], msg[1400];
+	iso_now(now, sizeof now);
+	json_object_set_new(r->doc, "result", json_string(result));
+	json_object_set_new(r->doc, "finished", json_string(now));
+	if (err && ts_error_isset(err))
+		json_object_set_new(r->doc, "error", json_string(ts_error_format(err, msg, sizeof msg)));
+}
+
+int ts_engine_run(struct ts_store *st, const struct ts_run_opts *opts, int64_t *run_id,
+		  struct ts_error *err)
+{
+	struct run r = {.st = st, .opts = opts, .integration = opts->integration};
+	json_t *names = NULL, *ordered = NULL;
+	struct ts_error first = {0};
+	char *last_sync = NULL;
+	int ret = -1, init_tracking;
+	r.side[0].label = "source";
+	r.side[1].label = "target";
+	iso_now(r.started, sizeof r.started);
+
+	if (!(r.integ = ts_store_integration_get(st, r.integration, err)))
+		return -1;
+	if (ts_store_run_begin(st, r.integration, &r.run_id, err)) {
+		json_decref(r.integ);
+		return -1;
+	}
+	if (run_id)
+		*run_id = r.run_id;
+	if (opts->started)
+		opts->started(opts->ud, r.run_id);
+	r.doc = json_pack("{s:I, s:s, s:s, s:s, s:n, s:{}}", "id", (json_int_t)r.run_id,
+			  "integration", r.integration, "result", "running", "started", r.started,
+			  "finished", "tasks");
+	r.task_ids = json_object();
+	r.ctx.lookup = lookup_cb;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	r.ctx.now_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+	ts_store_run_put(st, r.run_id, r.doc, NULL);
+
+	struct ts_error cerr = {0};
+	if (ts_config_check_integration(st, r.integ, "integration.json", &cerr)) {
+		*err = cerr;
+		goto out;
+	}
+	if (open_side(&r, 0, err) || open_side(&r, 1, err) || spool_open(&r.sp, err))
+		goto out;
+	if (!(last_sync = ts_store_param_last_sync(st, r.integration, err)))
+		goto out;
+	if ((init_tracking = ts_store_param_init_tracking(st, r.integration, err)) < 0)
+		goto out;
+	if (!(names = ts_store_task_list(st, r.integration, err)))
+		goto out;
+	ordered = order_tasks(&r, names);
+	r.tasks_total = (int)json_array_size(ordered);
+	json_object_set_new(r.doc, "first_run", json_boolean(!*last_sync));
+
+	int failed = 0, was_canceled = 0;
+	for (size_t i = 0; i < json_array_size(ordered); i++) {
+		struct task t = {.run = &r};
+		struct ts_error terr = {0};
+		const char *tn = json_string_value(json_array_get(ordered, i));
+		r.cur_task = tn;
+		t.name = strdup(tn);
+		t.errors = json_array();
+		t.id = ts_store_task_id(st, r.integration, tn, &terr);
+		t.doc = ts_store_task_get(st, r.integration, tn, &terr);
+		t.mapping = ts_store_mapping_get(st, r.integration, tn, &terr);
+		t.m = ts_row_new(0);
+		t.row2 = ts_row_new(0);
+		t.tmp_in = ts_row_new(0);
+		t.tmp_out = ts_row_new(0);
+		int rc = ts_error_isset(&terr) ? -1 : 0;
+		if (!rc && (queue_init(&t.q[0], &terr) || queue_init(&t.q[1], &terr)))
+			rc = -1;
+		if (!rc)
+			rc = sync_task(&t, last_sync, init_tracking, &terr);
+		char msg[1400];
+		if (rc) {
+			/* Name the task's file the way the mount shows it. */
+			if (strcmp(terr.where, "task.json") == 0 ||
+			    strcmp(terr.where, "mapping.json") == 0) {
+				const char *file = terr.where[0] == 't' ? "task.json" : "mapping.json";
+				snprintf(terr.where, sizeof terr.where, "tasks/%.200s/%s", tn, file);
+			}
+			failed = 1;
+			if (terr.code == TS_ECANCELED)
+				was_canceled = 1;
+			if (!ts_error_isset(&first))
+				first = terr;
+		}
+		task_report(&t, rc ? ts_error_format(&terr, msg, sizeof msg) : NULL);
+		ts_store_run_put(st, r.run_id, r.doc, NULL);
+		task_free(&t);
+		r.tasks_done++;
+		if (was_canceled)
+			break;
+	}
+	ts_failpoint("before_finish");
+	if (!failed) {
+		if (ts_store_param_set_last_sync(st, r.integration, r.started, err) ||
+		    (init_tracking && ts_store_param_set_init_tracking(st, r.integration, 0, err)))
+			goto out;
+		ret = 0;
+	} else {
+		*err = first;
+		if (!ts_error_isset(err))
+			ts_error_set(err, TS_EIO, "the run failed");
+	}
+out:
+	finish_doc(&r, ret == 0 ? "succeeded" : (err->code == TS_ECANCELED ? "canceled" : "failed"),
+		   ret == 0 ? NULL : err);
+	{
+		struct ts_error perr = {0};
+		ts_store_run_put(st, r.run_id, r.doc, &perr);
+	}
+	for (int s = 0; s < 2; s++)
+		if (r.side[s].ops)
+			r.side[s].ops->close(r.side[s].conn);
+	spool_close(r.sp);
+	free(last_sync);
+	json_decref(names);
+	json_decref(ordered);
+	json_decref(r.doc);
+	json_decref(r.integ);
+	json_decref(r.task_ids);
+	return ret;
+}
+
+int ts_engine_drop_tracking(struct ts_store *st, const char *integration, struct ts_error *err)
+{
+	struct run r = {.st = st, .integration = integration};
+	int ret = -1;
+	json_t *names = NULL;
+	r.side[0].label = "source";
+	r.side[1].label = "target";
+	if (!(r.integ = ts_store_integration_get(st, integration, err)))
+		return -1;
+	if (open_side(&r, 0, err) || open_side(&r, 1, err))
+		goto out;
+	if (!(names = ts_store_task_list(st, integration, err)))
+		goto out;
+	for (size_t i = 0; i < json_array_size(names); i++) {
+		json_t *doc = ts_store_task_get(st, integration, json_string_value(json_array_get(names, i)),
+						err);
+		if (!doc)
+			goto out;
+		for (int s = 0; s < 2; s++) {
+			const char *obj = json_string_value(
+				json_object_get(doc, s == 0 ? "source_object" : "target_object"));
+			struct ts_schema *sch = NULL;
+			struct side *sd = &r.side[s];
+			if (!obj || !*obj || !(sd->ops->caps & TS_CAP_TRACKING))
+				continue;
+			if (sd->ops->describe(sd->conn, obj, &sch, err) ||
+			    sd->ops->tracking_drop(sd->conn, sch, err)) {
+				ts_schema_free(sch);
+				json_decref(doc);
+				goto out;
+			}
+			ts_schema_free(sch);
+		}
+		json_decref(doc);
+	}
+	ret = 0;
+out:
+	for (int s = 0; s < 2; s++)
+		if (r.side[s].ops)
+			r.side[s].ops->close(r.side[s].conn);
+	json_decref(names);
+	json_decref(r.integ);
+	return ret;
+}
