@@ -1174,26 +1174,21 @@ static int recover(struct task *t, struct ts_error *err)
 
 /* ---------------------------------------------------------------- failures */
 
-struct retry {
-	struct task *t;
-	int side;
-	ts_record_cb cb;
-	struct ts_error *err;
-};
-
-static int retry_failures(struct task *t, int side, ts_record_cb cb, struct ts_error *err)
+/* Records that failed in earlier runs are fetched again and go through the
+ * same callback as changes.  The list is taken at the start of the task, so
+ * that a record failing in this run is not retried within it. */
+static int retry_failures(struct task *t, int side, json_t *list, ts_record_cb cb,
+			  struct ts_error *err)
 {
 	struct run *r = t->run;
-	json_t *list = ts_store_failure_list(r->st, t->id, side, err);
-	if (!list)
-		return ts_error_isset(err) ? -1 : 0;
 	size_t n = json_array_size(list);
 	int rc = 0;
-	t->has_failures[side] = n > 0;
+	if (!n)
+		return 0;
 	const char **keys = calloc(n + 1, sizeof *keys);
 	if (!keys)
-		rc = ts_error_set(err, TS_ENOMEM, "out of memory");
-	for (size_t i = 0; !rc && i < n; i++)
+		return ts_error_set(err, TS_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++)
 		keys[i] = json_string_value(json_object_get(json_array_get(list, i), "key"));
 	struct side *s = &r->side[side];
 	for (size_t i = 0; !rc && i < n; i += FETCH_CHUNK) {
@@ -1201,7 +1196,6 @@ static int retry_failures(struct task *t, int side, ts_record_cb cb, struct ts_e
 		rc = s->ops->fetch(s->conn, t->sch[side], keys + i, m, cb, t, err);
 	}
 	free(keys);
-	json_decref(list);
 	return rc;
 }
 
@@ -1235,6 +1229,7 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 {
 	struct run *r = t->run;
 	char *wm_new[2] = {NULL, NULL}, *since[2] = {NULL, NULL}, *wm_ls = NULL;
+	json_t *failed[2] = {NULL, NULL};
 	int ret = -1;
 	const char *obj[2] = {json_string_value(json_object_get(t->doc, "source_object")),
 			      json_string_value(json_object_get(t->doc, "target_object"))};
@@ -1306,6 +1301,11 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 	t->npairs = ts_store_pair_count(r->st, t->id, err);
 	if (t->npairs < 0)
 		goto out;
+	for (int s = 0; s < 2; s++) {
+		if (!(failed[s] = ts_store_failure_list(r->st, t->id, s, err)))
+			goto out;
+		t->has_failures[s] = json_array_size(failed[s]) > 0;
+	}
 
 	/* Phase A: the target's changes into the spool. */
 	progress(t, "reading target", 1);
@@ -1316,7 +1316,7 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 	if (!rc && t->reconcile[1] && !t->full)
 		rc = tg->ops->read_all(tg->conn, t->sch[1], phase_a_cb, t, err);
 	if (!rc)
-		rc = retry_failures(t, 1, phase_a_cb, err);
+		rc = retry_failures(t, 1, failed[1], phase_a_cb, err);
 	spool_commit(r->sp);
 	if (rc)
 		goto out;
@@ -1331,7 +1331,7 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 	if (!rc)
 		rc = flush(t, 0, err);
 	if (!rc)
-		rc = retry_failures(t, 0, phase_b_cb, err);
+		rc = retry_failures(t, 0, failed[0], phase_b_cb, err);
 	if (!rc)
 		rc = flush(t, 0, err);
 	spool_commit(r->sp);
@@ -1395,6 +1395,7 @@ out:
 	for (int s = 0; s < 2; s++) {
 		free(wm_new[s]);
 		free(since[s]);
+		json_decref(failed[s]);
 	}
 	free(wm_ls);
 	return ret;
