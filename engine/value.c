@@ -96,14 +96,18 @@ static char *arena_alloc(struct ts_row *r, size_t n)
 		size_t cap = r->arena_cap ? r->arena_cap : 256;
 		while (cap < r->arena_used + n)
 			cap *= 2;
-		char *old = r->arena, *nw = realloc(r->arena, cap);
+		/* The old address as a number: the pointer itself must not be
+		 * used once realloc() has freed it. */
+		uintptr_t old = (uintptr_t)r->arena;
+		char *nw = realloc(r->arena, cap);
 		if (!nw)
 			return NULL;
-		if (old && nw != old)
-			for (size_t i = 0; i < r->ncols; i++)
-				if (is_strtype(r->v[i].type) && r->v[i].u.s.p >= old &&
-				    r->v[i].u.s.p < old + r->arena_cap)
-					r->v[i].u.s.p = nw + (r->v[i].u.s.p - old);
+		if (old && (uintptr_t)nw != old)
+			for (size_t i = 0; i < r->ncols; i++) {
+				uintptr_t p = (uintptr_t)r->v[i].u.s.p;
+				if (is_strtype(r->v[i].type) && p >= old && p < old + r->arena_cap)
+					r->v[i].u.s.p = nw + (p - old);
+			}
 		r->arena = nw;
 		r->arena_cap = cap;
 	}
