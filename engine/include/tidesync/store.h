@@ -137,7 +137,9 @@ int ts_store_pair_foreach(struct ts_store *st, int64_t task_id,
 			  struct ts_error *err);
 int ts_store_pairs_clear(struct ts_store *st, int64_t task_id, struct ts_error *err);
 
-/* Watermarks: malloc'd text or NULL when none. */
+/* Watermarks: malloc'd text or NULL when none.  `side` is a slot 0..99:
+ * 0/1 are the sides' change watermarks; the engine keeps its own per-task
+ * markers (the LastSyncTime they belong to, keys in flight) in others. */
 char *ts_store_watermark_get(struct ts_store *st, int64_t task_id, int side, struct ts_error *err);
 /* value NULL deletes. */
 int ts_store_watermark_set(struct ts_store *st, int64_t task_id, int side, const char *value,
