@@ -7,9 +7,11 @@
 
 extern const struct ts_connector_ops ts_postgres_connector;
 extern const struct ts_connector_ops ts_sqlite_connector;
+extern const struct ts_connector_ops ts_rest_connector;
 
 void ts_connectors_register_builtin(void)
 {
 	ts_connector_register(&ts_postgres_connector);
 	ts_connector_register(&ts_sqlite_connector);
+	ts_connector_register(&ts_rest_connector);
 }
