@@ -51,6 +51,7 @@
 /* watermark slots beyond 0/1 */
 #define WM_LASTSYNC 2     /* the LastSyncTime the task's watermarks belong to */
 #define WM_INFLIGHT 10    /* + direction: reserved keys of a batch in flight */
+#define WM_INTENT 12      /* + direction: inserts into an application whose answer may be lost */
 
 struct side {
 	const struct ts_connector_ops *ops;
@@ -98,6 +99,8 @@ struct task {
 	struct ts_row *m, *row2, *tmp_in, *tmp_out;
 	char tag[2][64];
 	int dir;               /* direction being mapped (for lookups) */
+	int pass;              /* 1, or 2 for the retry of lookup misses */
+	int64_t deferred;      /* records whose lookup() found no partner yet */
 	int64_t records;
 	struct timespec last_progress;
 };
@@ -185,6 +188,26 @@ static json_t *row_json(const struct ts_schema *s, const struct ts_row *row)
 static const char *dir_name(int d)
 {
 	return d == 0 ? "to_target" : "to_source";
+}
+
+static int record_failure(struct task *t, int d, const char *key, const char *msg,
+			  struct ts_error *err);
+
+/* A record whose mapping failed.  A lookup() that found no partner yet
+ * (a child whose parent is synced later in this run) is kept in the store's
+ * failure list but not counted: the task gets a second pass after the other
+ * tasks of the run, and only a miss in that pass is a failure. */
+static int mapping_failure(struct task *t, int d, const char *key, const struct ts_error *e,
+			   struct ts_error *err)
+{
+	char msg[1200];
+	ts_error_format(e, msg, sizeof msg);
+	if (e->code == TS_ENOENT && t->pass == 1) {
+		t->deferred++;
+		t->has_failures[d] = 1;
+		return ts_store_failure_put(t->run->st, t->id, d, key, msg, err);
+	}
+	return record_failure(t, d, key, msg, err);
 }
 
 /* Records a failed record: counted, kept in the run log and in the store's
@@ -280,6 +303,43 @@ static int pair_store(struct task *t, int d, const char *recv_key, const char *s
 	return ts_store_pair_put(t->run->st, t->id, &p, err);
 }
 
+static void iso_time(time_t t, char *buf, size_t n)
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Stores the insert intents of a batch (ops NULL: all inserts without a key;
+ * else only those whose outcome is unknown), or clears them when none. */
+static int write_intents(struct task *t, int d, const struct qop *q, const struct ts_op *ops,
+			 size_t n, struct ts_error *err)
+{
+	json_t *list = json_array();
+	for (size_t i = 0; i < n; i++) {
+		if (q[i].kind != TS_OP_INSERT || q[i].key || !q[i].origin)
+			continue;
+		if (ops && !(ops[i].failed && ops[i].unknown))
+			continue;
+		char h[20];
+		snprintf(h, sizeof h, "%016" PRIx64, q[i].h);
+		json_array_append_new(list, json_pack("[s, s]", q[i].origin, h));
+	}
+	char *text = NULL;
+	if (json_array_size(list)) {
+		/* Five minutes of margin for the application's clock. */
+		char since[32];
+		iso_time(time(NULL) - 300, since, sizeof since);
+		json_t *doc = json_pack("{s:s, s:O}", "since", since, "intents", list);
+		text = json_dumps(doc, JSON_COMPACT);
+		json_decref(doc);
+	}
+	json_decref(list);
+	int rc = ts_store_watermark_set(t->run->st, t->id, WM_INTENT + d, text, err);
+	free(text);
+	return rc;
+}
+
 /*
  * Applies the queued writes of direction d to the receiving side and brings
  * the pairing up to date.  The order of durable steps is what makes a kill
@@ -359,6 +419,15 @@ static int flush(struct task *t, int d, struct ts_error *err)
 		ts_failpoint("after_pairs_reserved");
 	}
 
+	/* Without reserved keys or a journal (a cloud application), the inserts
+	 * are recorded as intents first: origin key and the hash of the values.
+	 * If the answer to a create is lost (a crash, a cut connection), the
+	 * next run finds the created records by that hash instead of creating
+	 * them again. */
+	int intents = nins && !(rs->ops->caps & (TS_CAP_RESERVE_KEYS | TS_CAP_JOURNAL));
+	if (intents && write_intents(t, d, q->ops, NULL, q->n, err))
+		goto out;
+
 	for (size_t i = 0; i < q->n; i++) {
 		ops[i].kind = q->ops[i].kind;
 		ops[i].key = q->ops[i].key;
@@ -427,6 +496,9 @@ static int flush(struct task *t, int d, struct ts_error *err)
 			goto out;
 	}
 	if (nres && ts_store_watermark_set(r->st, t->id, (int)(WM_INFLIGHT + d), NULL, err))
+		goto out;
+	/* Intents whose outcome is still unknown stay for the next run. */
+	if (intents && write_intents(t, d, q->ops, ops, q->n, err))
 		goto out;
 	if (ts_store_commit(r->st, err))
 		goto out;
@@ -682,10 +754,8 @@ static int phase_a_cb(void *ud, enum ts_change_op op, const char *key, const str
 	}
 	struct ts_error e2 = {0};
 	if (map_dir_row(t, 1, row, t->m, &e2)) {
-		char msg[1200];
-		ts_error_format(&e2, msg, sizeof msg);
 		ts_pair_clear(&p);
-		return record_failure(t, 1, key, msg, err);
+		return mapping_failure(t, 1, key, &e2, err);
 	}
 	uint64_t h = ts_row_hash(t->m);
 	if (!(paired && p.h_to_src == h)) {
@@ -757,9 +827,7 @@ static int phase_b_cb(void *ud, enum ts_change_op op, const char *key, const str
 
 	struct ts_error e2 = {0};
 	if (map_dir_row(t, 0, row, t->m, &e2)) {
-		char msg[1200];
-		ts_error_format(&e2, msg, sizeof msg);
-		ret = record_failure(t, 0, key, msg, err);
+		ret = mapping_failure(t, 0, key, &e2, err);
 		goto out;
 	}
 	uint64_t h = ts_row_hash(t->m);
@@ -871,10 +939,8 @@ static int phase_c_cb(void *ud, const char *key, int op, const struct ts_row *ro
 	}
 	struct ts_error e2 = {0};
 	if (map_dir_row(t, 1, row, t->m, &e2)) {
-		char msg[1200];
-		ts_error_format(&e2, msg, sizeof msg);
 		ts_pair_clear(&p);
-		return record_failure(t, 1, key, msg, err);
+		return mapping_failure(t, 1, key, &e2, err);
 	}
 	uint64_t h = ts_row_hash(t->m), hr = reverse_hash(t, 1, t->m);
 	if (paired)
@@ -1114,6 +1180,41 @@ static int inflight_cb(void *ud, enum ts_change_op op, const char *key, const st
 	return 0;
 }
 
+struct intent_match {
+	struct task *t;
+	int d;
+	json_t *by_hash; /* hash -> [origin keys] */
+	struct ts_row *tmp;
+};
+
+static int intent_cb(void *ud, enum ts_change_op op, const char *key, const struct ts_row *row,
+		     struct ts_error *err)
+{
+	struct intent_match *im = ud;
+	struct task *t = im->t;
+	struct map_dir *md = &t->map[im->d];
+	if (op != TS_CH_UPSERT || !json_object_size(im->by_hash))
+		return 0;
+	for (size_t i = 0; i < md->n; i++)
+		if (ts_row_set_value(im->tmp, i, &row->v[md->cols[i]]))
+			return ts_error_set(err, TS_ENOMEM, "out of memory");
+	uint64_t h = ts_row_hash(im->tmp);
+	char hex[20];
+	snprintf(hex, sizeof hex, "%016" PRIx64, h);
+	json_t *arr = json_object_get(im->by_hash, hex);
+	if (!json_array_size(arr))
+		return 0;
+	struct ts_pair p = {0};
+	int found = ts_store_pair_get(t->run->st, t->id, 1 - im->d, key, &p, err);
+	ts_pair_clear(&p);
+	if (found)
+		return found < 0 ? -1 : 0; /* already someone's partner */
+	const char *origin = json_string_value(json_array_get(arr, 0));
+	int rc = pair_store(t, im->d, key, origin, h, 0, err);
+	json_array_remove(arr, 0);
+	return rc;
+}
+
 static int recover(struct task *t, struct ts_error *err)
 {
 	struct run *r = t->run;
@@ -1152,6 +1253,36 @@ static int recover(struct task *t, struct ts_error *err)
 			free(kv);
 			json_decref(keys);
 			json_decref(c.present);
+			if (rc)
+				return -1;
+		}
+		/* Creates whose answer was lost: find them by their values. */
+		text = ts_store_watermark_get(r->st, t->id, WM_INTENT + d, err);
+		if (ts_error_isset(err))
+			return -1;
+		if (text) {
+			json_t *doc = json_loads(text, 0, NULL);
+			free(text);
+			struct intent_match im = {t, d, json_object(), ts_row_new(t->map[d].n)};
+			size_t i;
+			json_t *it;
+			json_array_foreach(json_object_get(doc, "intents"), i, it) {
+				const char *h = json_string_value(json_array_get(it, 1));
+				json_t *arr = json_object_get(im.by_hash, h);
+				if (!arr)
+					json_object_set_new(im.by_hash, h, arr = json_array());
+				json_array_append(arr, json_array_get(it, 0));
+			}
+			char since[64];
+			snprintf(since, sizeof since, "@%s", json_string_value(json_object_get(doc, "since")));
+			int rc = im.tmp ? 0 : ts_error_set(err, TS_ENOMEM, "out of memory");
+			if (!rc)
+				rc = rs->ops->read_changes(rs->conn, t->sch[recv], since, intent_cb, &im, err);
+			if (!rc)
+				rc = ts_store_watermark_set(r->st, t->id, WM_INTENT + d, NULL, err);
+			json_decref(im.by_hash);
+			ts_row_free(im.tmp);
+			json_decref(doc);
 			if (rc)
 				return -1;
 		}
@@ -1201,22 +1332,32 @@ static int retry_failures(struct task *t, int side, json_t *list, ts_record_cb c
 
 /* ---------------------------------------------------------------- one task */
 
-static json_t *counts_json(const struct counts *c)
+static void add_counts(json_t *o, const struct counts *c)
 {
-	return json_pack("{s:I, s:I, s:I, s:I}", "inserted", (json_int_t)c->inserted, "updated",
-			 (json_int_t)c->updated, "deleted", (json_int_t)c->deleted, "failed",
-			 (json_int_t)c->failed);
+	static const char *const f[] = {"inserted", "updated", "deleted", "failed"};
+	const int64_t v[] = {c->inserted, c->updated, c->deleted, c->failed};
+	for (int i = 0; i < 4; i++)
+		json_object_set_new(o, f[i], json_integer(json_integer_value(json_object_get(o, f[i])) + v[i]));
 }
 
+/* Adds the task's counts to its entry in the run document (a second pass
+ * adds to the first). */
 static void task_report(struct task *t, const char *error)
 {
 	json_t *tasks = json_object_get(t->run->doc, "tasks");
-	json_t *o = json_pack("{s:o, s:o, s:I, s:O}", "to_target", counts_json(&t->cnt[0]),
-			      "to_source", counts_json(&t->cnt[1]), "conflicts",
-			      (json_int_t)t->conflicts, "errors", t->errors);
+	json_t *o = json_object_get(tasks, t->name);
+	if (!o) {
+		o = json_pack("{s:{}, s:{}, s:I, s:[]}", "to_target", "to_source", "conflicts",
+			      (json_int_t)0, "errors");
+		json_object_set_new(tasks, t->name, o);
+	}
+	add_counts(json_object_get(o, "to_target"), &t->cnt[0]);
+	add_counts(json_object_get(o, "to_source"), &t->cnt[1]);
+	json_object_set_new(o, "conflicts", json_integer(json_integer_value(json_object_get(o, "conflicts")) +
+							  t->conflicts));
+	json_array_extend(json_object_get(o, "errors"), t->errors);
 	if (error)
 		json_object_set_new(o, "error", json_string(error));
-	json_object_set_new(tasks, t->name, o);
 }
 
 static int mapping_is_default(const json_t *m)
@@ -1498,6 +1639,12 @@ static int open_side(struct run *r, int s, struct ts_error *err)
 		ts_error_context(err, "integration.json", key);
 		return -1;
 	}
+	/* A dedicated account: the application's own changes by that account
+	 * are the sync's, so the connector skips them when reading. */
+	const char *ded = s == 0 ? "dedicated_source_account" : "dedicated_target_account";
+	const struct ts_connector_ops *o = ts_connector_find(json_string_value(json_object_get(conf, "type")));
+	if (json_is_true(json_object_get(r->integ, ded)) && o && (o->caps & TS_CAP_AUTHOR))
+		json_object_set_new(conf, "ignore_own_changes", json_true());
 	int rc = ts_connection_open(conf, &r->side[s].ops, &r->side[s].conn, err);
 	json_decref(conf);
 	if (rc) {
@@ -1516,6 +1663,39 @@ static void finish_doc(struct run *r, const char *result, const struct ts_error 
 	json_object_set_new(r->doc, "finished", json_string(now));
 	if (err && ts_error_isset(err))
 		json_object_set_new(r->doc, "error", json_string(ts_error_format(err, msg, sizeof msg)));
+}
+
+/* One pass of one task, reported into the run document. */
+static int run_task(struct run *r, const char *tn, int pass, const char *last_sync,
+		    int init_tracking, int64_t *deferred, struct ts_error *terr)
+{
+	struct task t = {.run = r, .pass = pass};
+	r->cur_task = tn;
+	t.name = strdup(tn);
+	t.errors = json_array();
+	t.id = ts_store_task_id(r->st, r->integration, tn, terr);
+	t.doc = ts_store_task_get(r->st, r->integration, tn, terr);
+	t.mapping = ts_store_mapping_get(r->st, r->integration, tn, terr);
+	t.m = ts_row_new(0);
+	t.row2 = ts_row_new(0);
+	t.tmp_in = ts_row_new(0);
+	t.tmp_out = ts_row_new(0);
+	int rc = ts_error_isset(terr) || !t.name || !t.m || !t.row2 || !t.tmp_in || !t.tmp_out ? -1 : 0;
+	if (!rc && (queue_init(&t.q[0], terr) || queue_init(&t.q[1], terr)))
+		rc = -1;
+	if (!rc)
+		rc = sync_task(&t, last_sync, init_tracking, terr);
+	char msg[1400];
+	if (rc && (strcmp(terr->where, "task.json") == 0 || strcmp(terr->where, "mapping.json") == 0)) {
+		/* Name the task's file the way the mount shows it. */
+		const char *file = terr->where[0] == 't' ? "task.json" : "mapping.json";
+		snprintf(terr->where, sizeof terr->where, "tasks/%.200s/%s", tn, file);
+	}
+	task_report(&t, rc ? ts_error_format(terr, msg, sizeof msg) : NULL);
+	ts_store_run_put(r->st, r->run_id, r->doc, NULL);
+	*deferred = t.deferred;
+	task_free(&t);
+	return rc;
 }
 
 int ts_engine_run(struct ts_store *st, const struct ts_run_opts *opts, int64_t *run_id,
@@ -1555,6 +1735,12 @@ int ts_engine_run(struct ts_store *st, const struct ts_run_opts *opts, int64_t *
 		*err = cerr;
 		goto out;
 	}
+	/* The locale governs how non-text values become text in expressions. */
+	if (ts_config_open_locale(json_string_value(json_object_get(r.integ, "locale")),
+				  &r.ctx.locale, err)) {
+		ts_error_context(err, "integration.json", "locale");
+		goto out;
+	}
 	if (open_side(&r, 0, err) || open_side(&r, 1, err) || spool_open(&r.sp, err))
 		goto out;
 	if (!(last_sync = ts_store_param_last_sync(st, r.integration, err)))
@@ -1568,46 +1754,31 @@ int ts_engine_run(struct ts_store *st, const struct ts_run_opts *opts, int64_t *
 	json_object_set_new(r.doc, "first_run", json_boolean(!*last_sync));
 
 	int failed = 0, was_canceled = 0;
-	for (size_t i = 0; i < json_array_size(ordered); i++) {
-		struct task t = {.run = &r};
-		struct ts_error terr = {0};
-		const char *tn = json_string_value(json_array_get(ordered, i));
-		r.cur_task = tn;
-		t.name = strdup(tn);
-		t.errors = json_array();
-		t.id = ts_store_task_id(st, r.integration, tn, &terr);
-		t.doc = ts_store_task_get(st, r.integration, tn, &terr);
-		t.mapping = ts_store_mapping_get(st, r.integration, tn, &terr);
-		t.m = ts_row_new(0);
-		t.row2 = ts_row_new(0);
-		t.tmp_in = ts_row_new(0);
-		t.tmp_out = ts_row_new(0);
-		int rc = ts_error_isset(&terr) ? -1 : 0;
-		if (!rc && (queue_init(&t.q[0], &terr) || queue_init(&t.q[1], &terr)))
-			rc = -1;
-		if (!rc)
-			rc = sync_task(&t, last_sync, init_tracking, &terr);
-		char msg[1400];
-		if (rc) {
-			/* Name the task's file the way the mount shows it. */
-			if (strcmp(terr.where, "task.json") == 0 ||
-			    strcmp(terr.where, "mapping.json") == 0) {
-				const char *file = terr.where[0] == 't' ? "task.json" : "mapping.json";
-				snprintf(terr.where, sizeof terr.where, "tasks/%.200s/%s", tn, file);
+	json_t *second = json_array(); /* tasks with lookup misses */
+	for (int pass = 1; pass <= 2 && !was_canceled; pass++) {
+		json_t *list = pass == 1 ? ordered : second;
+		for (size_t i = 0; i < json_array_size(list); i++) {
+			const char *tn = json_string_value(json_array_get(list, i));
+			struct ts_error terr = {0};
+			int64_t deferred = 0;
+			/* A second pass continues from the watermarks the first stored. */
+			if (run_task(&r, tn, pass, pass == 1 ? last_sync : r.started, init_tracking,
+				     &deferred, &terr)) {
+				failed = 1;
+				if (terr.code == TS_ECANCELED)
+					was_canceled = 1;
+				if (!ts_error_isset(&first))
+					first = terr;
+				if (was_canceled)
+					break;
+			} else if (deferred && pass == 1) {
+				json_array_append_new(second, json_string(tn));
 			}
-			failed = 1;
-			if (terr.code == TS_ECANCELED)
-				was_canceled = 1;
-			if (!ts_error_isset(&first))
-				first = terr;
+			if (pass == 1)
+				r.tasks_done++;
 		}
-		task_report(&t, rc ? ts_error_format(&terr, msg, sizeof msg) : NULL);
-		ts_store_run_put(st, r.run_id, r.doc, NULL);
-		task_free(&t);
-		r.tasks_done++;
-		if (was_canceled)
-			break;
 	}
+	json_decref(second);
 	ts_failpoint("before_finish");
 	if (!failed) {
 		if (ts_store_param_set_last_sync(st, r.integration, r.started, err) ||
@@ -1630,6 +1801,8 @@ out:
 		if (r.side[s].ops)
 			r.side[s].ops->close(r.side[s].conn);
 	spool_close(r.sp);
+	if (r.ctx.locale)
+		freelocale(r.ctx.locale);
 	free(last_sync);
 	json_decref(names);
 	json_decref(ordered);

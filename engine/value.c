@@ -203,6 +203,21 @@ uint64_t ts_value_hash(uint64_t h, const struct ts_value *v)
 		h = fnv(h, &d, sizeof d);
 		break;
 	}
+	case TS_DECIMAL: {
+		/* 1.50 and 1.5 are the same number: an application that returns
+		 * decimals without their scale must not look like a change. */
+		size_t n = v->u.s.n;
+		if (memchr(v->u.s.p, '.', n)) {
+			while (n && v->u.s.p[n - 1] == '0')
+				n--;
+			if (n && v->u.s.p[n - 1] == '.')
+				n--;
+		}
+		uint64_t nn = n;
+		h = fnv(h, &nn, sizeof nn);
+		h = fnv(h, v->u.s.p, n);
+		break;
+	}
 	default: {
 		uint64_t n = v->u.s.n;
 		h = fnv(h, &n, sizeof n);

@@ -625,8 +625,10 @@ static void ms_to_iso(int64_t ms, char *buf, size_t sz)
 	time_t t = (time_t)(ms / 1000);
 	struct tm tm;
 	gmtime_r(&t, &tm);
-	snprintf(buf, sz, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+	/* strftime: the compiler cannot prove snprintf's %04d fits */
+	char base[32];
+	strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, sz, "%.20s.%03dZ", base, (int)(ms % 1000 + 1000) % 1000);
 }
 
 /* ---- watermark ---- */
@@ -1073,8 +1075,8 @@ static int rest_read_changes(struct ts_conn *c, const struct ts_schema *s, const
 {
 	struct keyset dels = {0}, ups = {0};
 	struct sbuf f = {0};
-	int64_t ms;
-	long long seq;
+	int64_t ms = 0;
+	long long seq = -1;
 	char low[40];
 	int ret = -1;
 
@@ -1414,6 +1416,8 @@ static void send_insert(struct applier *a, struct ts_op **ops, size_t n, struct 
 			   &r, &e)) {
 		/* transport: the outcome may be unknown; stop this apply */
 		fail_rest(sent, nb, &e);
+		for (size_t i = 0; i < nb; i++)
+			sent[i]->unknown = 1;
 		for (size_t i = 0; i < nb; i++)
 			if (!sent[i]->key && !rs->client_uuid) {
 				free(sent[i]->new_key);
@@ -1792,7 +1796,7 @@ const char *ts_rest_self_id(const struct ts_conn *c)
 const struct ts_connector_ops ts_rest_connector = {
 	.abi = TS_CONNECTOR_ABI,
 	.type = "rest",
-	.caps = 0,
+	.caps = TS_CAP_AUTHOR,
 	.check = rest_check,
 	.open = rest_open,
 	.close = rest_close,

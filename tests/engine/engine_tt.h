@@ -13,7 +13,7 @@
 #include "tidesync/store.h"
 #include "tt.h"
 
-enum { SIDE_SQLITE = 1, SIDE_PG = 2 };
+enum { SIDE_SQLITE = 1, SIDE_PG = 2, SIDE_OTHER = 3 /* the test puts connection src/tgt */ };
 
 struct env {
 	char *dir;

@@ -35,6 +35,9 @@
 #define TS_CAP_RESERVE_KEYS  0x02u /* reserve_keys(): keys can be allocated before insert */
 #define TS_CAP_JOURNAL       0x04u /* apply() journals inserted keys in the same transaction */
 #define TS_CAP_SCHEMAS       0x08u /* object names may be schema-qualified */
+#define TS_CAP_AUTHOR        0x10u /* with "ignore_own_changes": true in the configuration
+				      given to open(), read_changes() skips the changes made by
+				      the connection's own account (a dedicated account) */
 
 struct ts_conn; /* opaque, owned by the connector */
 
@@ -99,6 +102,8 @@ struct ts_op {
 	int missing;     /* UPDATE/DELETE: no record had that key (not an error for DELETE) */
 	int failed;      /* this record failed; error says why */
 	char *error;     /* malloc'd one-line message, or NULL; the engine frees */
+	int unknown;     /* INSERT that failed without knowing whether it landed (the
+			    answer was lost): the engine looks for it before inserting again */
 };
 
 struct ts_batch {
