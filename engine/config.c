@@ -13,6 +13,7 @@
  * the connector registry (connector.h) and never name a connector here.
  */
 #include "tidesync/config.h"
+#include "tidesync/schedule.h"
 #include "tidesync/connector.h"
 #include "tidesync/expr.h"
 
@@ -1160,121 +1161,14 @@ int ts_config_parse_hhmm(const char *text, int *minutes)
 	return 0;
 }
 
-static int check_timezone(const char *tz, const char *where, struct ts_error *err)
-{
-	const char *dir = getenv("TZDIR");
-	char path[512];
-	struct stat sb;
-	if (!dir || !*dir)
-		dir = "/usr/share/zoneinfo";
-	int ok = *tz && tz[0] != '/' && !strstr(tz, "..") && strlen(tz) < 128;
-	for (const char *p = tz; ok && *p; p++)
-		if (!isalnum((unsigned char)*p) && !strchr("/_-+", *p))
-			ok = 0;
-	if (ok) {
-		snprintf(path, sizeof path, "%s/%s", dir, tz);
-		ok = stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-	}
-	if (!ok)
-		return fail(err, where, "timezone",
-			    "unknown time zone '%s' (expected a name like Europe/Berlin or UTC)",
-			    tz);
-	return 0;
-}
-
-static int sched_time(const json_t *doc, const char *key, time_t *t, int *set, const char *where,
-		      struct ts_error *err)
-{
-	json_t *v = json_object_get(doc, key);
-	*set = 0;
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_string(v))
-		return wrong_type(err, where, key, v,
-				  "an ISO-8601 time like \"2026-12-01T00:00:00Z\" or null");
-	const char *s = json_string_value(v);
-	if (ts_config_parse_time(s, strlen(s), NULL, 0, t))
-		return fail(err, where, key,
-			    "'%s' is not an ISO-8601 time (like 2026-12-01T00:00:00Z)", s);
-	*set = 1;
-	return 0;
-}
-
 int ts_config_check_schedule(const json_t *doc, const char *where, struct ts_error *err)
 {
-	static const char *const keys[] = {"enabled", "every", "at", "once_at", "days", "between",
-					   "timezone", "start", "end", NULL};
-	static const char *const day_names[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
-	const char *every, *at, *tz;
-	json_t *v;
-	time_t start = 0, end = 0, once = 0;
-	int has_start, has_end, has_once;
-
-	if (require_object(doc, "schedule.json", where, err) || check_keys(doc, keys, where, err) ||
-	    opt_bool(doc, "enabled", where, err) || opt_string(doc, "every", &every, where, err) ||
-	    opt_string(doc, "at", &at, where, err) ||
-	    opt_string(doc, "timezone", &tz, where, err) ||
-	    sched_time(doc, "once_at", &once, &has_once, where, err) ||
-	    sched_time(doc, "start", &start, &has_start, where, err) ||
-	    sched_time(doc, "end", &end, &has_end, where, err))
-		return -1;
-	if (*every && ts_config_parse_duration(every, NULL))
-		return fail(err, where, "every",
-			    "'%s' is not an interval: expected a positive count and a unit, like "
-			    "30s, 15m, 2h or 1d", every);
-	if (*at && ts_config_parse_hhmm(at, NULL))
-		return fail(err, where, "at", "'%s' is not a time of day: expected HH:MM (00:00 to "
-			    "23:59)", at);
-	if (*every && *at)
-		return fail(err, where, "at", "\"every\" and \"at\" exclude each other: use one");
-	if (has_once && (*every || *at))
-		return fail(err, where, "once_at",
-			    "\"once_at\" runs once: it cannot be combined with \"%s\"",
-			    *every ? "every" : "at");
-	if ((v = json_object_get(doc, "days"))) {
-		unsigned seen = 0;
-		if (!json_is_array(v))
-			return wrong_type(err, where, "days", v,
-					  "an array of days like [\"mon\", \"tue\"]");
-		if (json_array_size(v) == 0)
-			return fail(err, where, "days", "an empty list of days never runs: name at "
-				    "least one of mon tue wed thu fri sat sun");
-		for (size_t i = 0; i < json_array_size(v); i++) {
-			const char *d = json_string_value(json_array_get(v, i));
-			size_t k;
-			for (k = 0; d && k < 7; k++)
-				if (strcmp(d, day_names[k]) == 0)
-					break;
-			if (!d || k == 7)
-				return fail(err, where, "days", "expected day names mon tue wed "
-					    "thu fri sat sun, not %s%s%s",
-					    d ? "'" : "", d ? d : type_phrase(json_array_get(v, i)),
-					    d ? "'" : "");
-			if (seen & (1u << k))
-				return fail(err, where, "days", "'%s' is listed twice", d);
-			seen |= 1u << k;
-		}
-	}
-	if ((v = json_object_get(doc, "between"))) {
-		const char *a = json_string_value(json_array_get(v, 0));
-		const char *b = json_string_value(json_array_get(v, 1));
-		int ma, mb;
-		if (!json_is_array(v) || json_array_size(v) != 2 || !a || !b ||
-		    ts_config_parse_hhmm(a, &ma) || ts_config_parse_hhmm(b, &mb))
-			return fail(err, where, "between",
-				    "expected two times of day, like [\"08:00\", \"18:00\"]");
-		if (ma == mb)
-			return fail(err, where, "between", "the window from %s to %s is empty", a,
-				    b);
-	}
-	if (*tz && check_timezone(tz, where, err))
-		return -1;
-	if (has_start && has_end && end <= start)
-		return fail(err, where, "end", "\"end\" must be later than \"start\"");
-	if (json_is_true(json_object_get(doc, "enabled")) && !*every && !*at && !has_once)
-		return fail(err, where, "enabled",
-			    "an enabled schedule needs \"every\", \"at\" or \"once_at\"");
-	return 0;
+	/* One source of truth: the scheduler's own parser (schedule.h) is the
+	 * check, so a schedule that saves is one the daemon can run. */
+	struct ts_schedule s;
+	int rc = ts_schedule_parse(doc, where, &s, err);
+	ts_schedule_release(&s);
+	return rc;
 }
 
 /* ---- parameters ---- */
