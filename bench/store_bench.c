@@ -69,7 +69,7 @@ int main(int argc, char **argv)
 	for (long i = 0; i < n; i++) {
 		snprintf(src, sizeof src, "%ld", i);
 		snprintf(tgt, sizeof tgt, "t-%ld", i);
-		p = (struct ts_pair){src, tgt, (uint64_t)i * 0x9e3779b97f4a7c15ULL, (uint64_t)i};
+		p = (struct ts_pair){src, tgt, (uint64_t)i * 0x9e3779b97f4a7c15ULL, (uint64_t)i, NULL, 0};
 		if (ts_store_pair_put(st, task, &p, &err))
 			die("put", &err);
 	}

@@ -69,6 +69,8 @@ struct qop {
 	char *origin; /* sending side's key */
 	uint64_t h, hrev;
 	struct ts_row *row;
+	char *vals;   /* merge_fields: the values synced both ways, encoded (see vals_encode) */
+	size_t nvals;
 };
 
 struct queue {
@@ -101,6 +103,11 @@ struct task {
 	int dir;               /* direction being mapped (for lookups) */
 	int pass;              /* 1, or 2 for the retry of lookup misses */
 	int64_t deferred;      /* records whose lookup() found no partner yet */
+	int merge;             /* conflict_policy merge_fields: keep per-field values */
+	int rev_valid;         /* tmp_out holds the reverse mapping of the last reverse_hash() */
+	char *vals_override;   /* vals for the next enqueue() (merged conflicts) */
+	size_t nvals_override;
+	struct ts_row *cv, *mt, *m1, *m2, *nrow; /* scratch rows of matching and merging */
 	int64_t records;
 	struct timespec last_progress;
 };
@@ -233,7 +240,9 @@ static void free_qop(struct qop *o)
 {
 	free(o->key);
 	free(o->origin);
-	o->key = o->origin = NULL;
+	free(o->vals);
+	o->key = o->origin = o->vals = NULL;
+	o->nvals = 0;
 }
 
 /* ---------------------------------------------------------------- queue */
@@ -259,14 +268,21 @@ static void queue_free(struct queue *q)
 }
 
 static int flush(struct task *t, int d, struct ts_error *err);
+static char *vals_encode(const struct ts_row *tt, const struct ts_row *ts, size_t *len);
 
 /* Queues a write of direction d; `row` (mapped values) is copied. */
 static int enqueue(struct task *t, int d, enum ts_op_kind kind, const char *key, const char *origin,
 		   const struct ts_row *row, uint64_t h, uint64_t hrev, struct ts_error *err)
 {
 	struct queue *q = &t->q[d];
-	if (q->n >= BATCH_SIZE && flush(t, d, err))
+	/* Taken first: a flush below may enqueue (and override) itself. */
+	char *ov = t->vals_override;
+	size_t nov = t->nvals_override;
+	t->vals_override = NULL;
+	if (q->n >= BATCH_SIZE && flush(t, d, err)) {
+		free(ov);
 		return -1;
+	}
 	struct qop *o = &q->ops[q->n];
 	memset(o, 0, sizeof *o);
 	o->kind = kind;
@@ -275,32 +291,98 @@ static int enqueue(struct task *t, int d, enum ts_op_kind kind, const char *key,
 	o->h = h;
 	o->hrev = hrev;
 	if (row) {
-		if (!q->pool[q->n] && !(q->pool[q->n] = ts_row_new(row->ncols)))
-			return ts_error_set(err, TS_ENOMEM, "out of memory");
 		struct ts_row *dst = q->pool[q->n];
-		if (ts_row_resize(dst, row->ncols))
+		int bad = !dst && !(dst = q->pool[q->n] = ts_row_new(row->ncols));
+		bad = bad || ts_row_resize(dst, row->ncols);
+		for (size_t i = 0; !bad && i < row->ncols; i++)
+			bad = ts_row_set_value(dst, i, &row->v[i]);
+		if (bad) {
+			free(ov);
+			free(o->key);
+			free(o->origin);
+			o->key = o->origin = NULL;
 			return ts_error_set(err, TS_ENOMEM, "out of memory");
-		for (size_t i = 0; i < row->ncols; i++)
-			if (ts_row_set_value(dst, i, &row->v[i]))
-				return ts_error_set(err, TS_ENOMEM, "out of memory");
+		}
 		o->row = dst;
 	}
-	if ((key && !o->key) || (origin && !o->origin))
+	if ((key && !o->key) || (origin && !o->origin)) {
+		free(ov);
 		return ts_error_set(err, TS_ENOMEM, "out of memory");
+	}
+	if (ov) {
+		o->vals = ov;
+		o->nvals = nov;
+	} else if (t->merge && row) {
+		/* what this write syncs in its direction, and what the other
+		 * side will send back (when it can be known) */
+		const struct ts_row *rev = t->rev_valid ? t->tmp_out : NULL;
+		o->vals = vals_encode(d == 0 ? row : rev, d == 0 ? rev : row, &o->nvals);
+	}
 	q->n++;
 	return 0;
+}
+
+static int pair_store_vals(struct task *t, int d, const char *recv_key, const char *send_key,
+			   uint64_t h, uint64_t hrev, char *vals, size_t nvals, struct ts_error *err)
+{
+	struct ts_pair p;
+	if (d == 0) {
+		p = (struct ts_pair){(char *)send_key, (char *)recv_key, h, hrev, vals, nvals};
+	} else {
+		p = (struct ts_pair){(char *)recv_key, (char *)send_key, hrev, h, vals, nvals};
+	}
+	return ts_store_pair_put(t->run->st, t->id, &p, err);
 }
 
 static int pair_store(struct task *t, int d, const char *recv_key, const char *send_key,
 		      uint64_t h, uint64_t hrev, struct ts_error *err)
 {
-	struct ts_pair p;
-	if (d == 0) {
-		p = (struct ts_pair){(char *)send_key, (char *)recv_key, h, hrev};
-	} else {
-		p = (struct ts_pair){(char *)recv_key, (char *)send_key, hrev, h};
-	}
-	return ts_store_pair_put(t->run->st, t->id, &p, err);
+	return pair_store_vals(t, d, recv_key, send_key, h, hrev, NULL, 0, err);
+}
+
+/*
+ * merge_fields keeps, per pair, the values last synced in each direction:
+ * [u32 n][to_target values][u32 n][to_source values], each an encoded row
+ * (value.h) of the direction's mapped fields; n 0 when unknown.
+ */
+static char *vals_encode(const struct ts_row *tt, const struct ts_row *ts, size_t *len)
+{
+	char *a = NULL, *b = NULL, *out = NULL;
+	size_t ca = 0, cb = 0, la = 0, lb = 0;
+	if ((tt && ts_row_encode(tt, &a, &ca, &la)) || (ts && ts_row_encode(ts, &b, &cb, &lb)))
+		goto out;
+	out = malloc(8 + la + lb);
+	if (!out)
+		goto out;
+	uint32_t na = (uint32_t)la, nb = (uint32_t)lb;
+	memcpy(out, &na, 4);
+	if (la)
+		memcpy(out + 4, a, la);
+	memcpy(out + 4 + la, &nb, 4);
+	if (lb)
+		memcpy(out + 8 + la, b, lb);
+	*len = 8 + la + lb;
+out:
+	free(a);
+	free(b);
+	return out;
+}
+
+/* Decodes one direction's values; 0 ok, -1 unknown. */
+static int vals_decode(const char *vals, size_t n, int d, struct ts_row *out)
+{
+	uint32_t la, lb;
+	if (!vals || n < 8)
+		return -1;
+	memcpy(&la, vals, 4);
+	if ((size_t)la + 8 > n)
+		return -1;
+	memcpy(&lb, vals + 4 + la, 4);
+	if ((size_t)la + lb + 8 > n)
+		return -1;
+	if (d == 0)
+		return la ? ts_row_decode(out, vals + 4, la) : -1;
+	return lb ? ts_row_decode(out, vals + 8 + la, lb) : -1;
 }
 
 static void iso_time(time_t t, char *buf, size_t n)
@@ -410,7 +492,7 @@ static int flush(struct task *t, int d, struct ts_error *err)
 		for (size_t i = 0; i < q->n; i++) {
 			struct qop *o = &q->ops[i];
 			if (o->kind == TS_OP_INSERT && o->key &&
-			    pair_store(t, d, o->key, o->origin, o->h, o->hrev, err))
+			    pair_store_vals(t, d, o->key, o->origin, o->h, o->hrev, o->vals, o->nvals, err))
 				goto out;
 		}
 		if (ts_store_commit(r->st, err))
@@ -470,7 +552,7 @@ static int flush(struct task *t, int d, struct ts_error *err)
 				record_failure(t, d, o->origin, "the connector returned no key", err);
 				continue;
 			}
-			if (pair_store(t, d, k, o->origin, o->h, o->hrev, err))
+			if (pair_store_vals(t, d, k, o->origin, o->h, o->hrev, o->vals, o->nvals, err))
 				goto out;
 			t->cnt[d].inserted++;
 			break;
@@ -480,7 +562,7 @@ static int flush(struct task *t, int d, struct ts_error *err)
 				redo[nredo++] = i;
 				continue;
 			}
-			if (pair_store(t, d, o->key, o->origin, o->h, o->hrev, err))
+			if (pair_store_vals(t, d, o->key, o->origin, o->h, o->hrev, o->vals, o->nvals, err))
 				goto out;
 			t->cnt[d].updated++;
 			break;
@@ -538,9 +620,13 @@ static int flush(struct task *t, int d, struct ts_error *err)
 	}
 	q->n = 0;
 	for (size_t k = 0; k < nredo; k++) {
-		if (!ret && again[k].row)
+		if (!ret && again[k].row) {
+			t->vals_override = again[k].vals;
+			t->nvals_override = again[k].nvals;
+			again[k].vals = NULL;
 			ret = enqueue(t, d, TS_OP_INSERT, NULL, again[k].origin, again[k].row,
 				      again[k].h, again[k].hrev, err);
+		}
 		ts_row_free(again[k].row);
 		free_qop(&again[k]);
 	}
@@ -625,9 +711,11 @@ static uint64_t reverse_hash(struct task *t, int d, const struct ts_row *mapped)
 {
 	uint64_t h = 0;
 	t->dir = 1 - d;
+	t->rev_valid = 0;
 	if (map_reverse_hash(&t->map[d], &t->map[1 - d], t->sch[1 - d], mapped, &t->run->ctx,
 			     t->tmp_in, t->tmp_out, &h))
 		return 0;
+	t->rev_valid = h != 0;
 	return h;
 }
 
@@ -712,6 +800,185 @@ static int log_conflict(struct task *t, const char *src_key, const char *tgt_key
 	int rc = ts_store_conflict_add(r->st, r->run_id, r->integration, t->name, doc, err);
 	json_decref(doc);
 	return rc;
+}
+
+/* ---------------------------------------------------------------- merge_fields */
+
+/* Adds the sending-side columns an entry's expression reads to `set`. */
+static void mark_fields(const struct map_entry *e, const struct ts_schema *send, char *set)
+{
+	const char *const *names;
+	size_t n = ts_expr_fields(e->expr, &names);
+	for (size_t k = 0; k < n; k++) {
+		int c = ts_schema_find(send, names[k]);
+		if (c >= 0)
+			set[c] = 1;
+	}
+}
+
+/*
+ * Both sides changed a paired record and conflict_policy is merge_fields:
+ * each side's changed fields are found by comparing its mapped values with
+ * those last synced; changes to different fields both survive, a field
+ * changed on both sides goes to the source, and only such fields are a
+ * conflict (logged with the losing values).  Returns 1 when merged, 0 when
+ * the last synced values are unknown (the caller falls back to
+ * source_wins), -1 on error.
+ */
+static int merge_conflict(struct task *t, const char *src_key, const struct ts_pair *p,
+			  const struct ts_row *src, const struct ts_row *tgt, struct ts_error *err)
+{
+	struct map_dir *mt_dir = &t->map[0], *ms_dir = &t->map[1];
+	struct ts_row *vt = t->nrow, *vs = t->cv;
+	char *sc = NULL, *tc = NULL;
+	json_t *fields = NULL, *losing = NULL;
+	int ret = -1;
+	if (vals_decode(p->vals, p->nvals, 0, vt) || vt->ncols != mt_dir->n)
+		return 0;
+	struct ts_row *vs_copy = ts_row_new(0);
+	if (!vs_copy)
+		return ts_error_set(err, TS_ENOMEM, "out of memory");
+	if (vals_decode(p->vals, p->nvals, 1, vs_copy) || vs_copy->ncols != ms_dir->n) {
+		ts_row_free(vs_copy);
+		return 0;
+	}
+	(void)vs;
+	/* m = to_target(source) is in t->m; the target's side: */
+	struct ts_error e2 = {0};
+	if (map_dir_row(t, 1, tgt, t->mt, &e2)) {
+		ts_row_free(vs_copy);
+		return 0;
+	}
+	sc = calloc(t->sch[0]->ncols + 1, 1);
+	tc = calloc(t->sch[1]->ncols + 1, 1);
+	fields = json_array();
+	losing = json_object();
+	if (!sc || !tc)
+		goto oom;
+	/* Source columns behind the to_target fields the source changed, and
+	 * target columns behind the to_source fields the target changed. */
+	for (size_t i = 0; i < mt_dir->n; i++)
+		if (!ts_value_equal(&t->m->v[i], &vt->v[i]))
+			mark_fields(&mt_dir->e[i], t->sch[0], sc);
+	for (size_t j = 0; j < ms_dir->n; j++)
+		if (!ts_value_equal(&t->mt->v[j], &vs_copy->v[j]))
+			mark_fields(&ms_dir->e[j], t->sch[1], tc);
+
+	/* The target gets the source's changed fields; a field only the target
+	 * changed keeps the target's value. */
+	if (ts_row_resize(t->m1, mt_dir->n))
+		goto oom;
+	int target_changes = 0, source_changes = 0;
+	for (size_t i = 0; i < mt_dir->n; i++) {
+		const struct map_entry *e = &mt_dir->e[i];
+		int src_changed = !ts_value_equal(&t->m->v[i], &vt->v[i]);
+		int tgt_changed = tc[e->recv_col];
+		if (!src_changed && tgt_changed) {
+			if (ts_value_convert(&tgt->v[e->recv_col], e->recv_type, t->m1, i, &e2))
+				ts_row_set_value(t->m1, i, &t->m->v[i]);
+		} else {
+			ts_row_set_value(t->m1, i, &t->m->v[i]);
+			if (src_changed)
+				target_changes = 1;
+		}
+		if (src_changed && tgt_changed) {
+			json_array_append_new(fields, json_string(e->recv_name));
+			json_object_set_new(losing, e->recv_name, value_json(&tgt->v[e->recv_col]));
+		}
+	}
+	/* The source gets the target's changed fields, unless the source
+	 * changed the same field (the source wins). */
+	if (ts_row_resize(t->m2, ms_dir->n))
+		goto oom;
+	for (size_t j = 0; j < ms_dir->n; j++) {
+		const struct map_entry *e = &ms_dir->e[j];
+		int tgt_changed = !ts_value_equal(&t->mt->v[j], &vs_copy->v[j]);
+		if (tgt_changed && !sc[e->recv_col]) {
+			ts_row_set_value(t->m2, j, &t->mt->v[j]);
+			source_changes = 1;
+		} else if (ts_value_convert(&src->v[e->recv_col], e->recv_type, t->m2, j, &e2)) {
+			ts_row_set_value(t->m2, j, &t->mt->v[j]);
+		}
+	}
+	/* The records as they will be after both writes, and what each side
+	 * will then send: the new hashes and values of the pair. */
+	struct ts_row *ns = ts_row_new(src->ncols), *nt = ts_row_new(tgt->ncols);
+	struct ts_row *tt = ts_row_new(0), *ts_ = ts_row_new(0);
+	int ok = ns && nt && tt && ts_;
+	for (size_t c = 0; ok && c < src->ncols; c++)
+		ok = !ts_row_set_value(ns, c, &src->v[c]);
+	for (size_t c = 0; ok && c < tgt->ncols; c++)
+		ok = !ts_row_set_value(nt, c, &tgt->v[c]);
+	for (size_t j = 0; ok && j < ms_dir->n; j++)
+		ok = !ts_row_set_value(ns, ms_dir->e[j].recv_col, &t->m2->v[j]);
+	for (size_t i = 0; ok && i < mt_dir->n; i++)
+		ok = !ts_row_set_value(nt, mt_dir->e[i].recv_col, &t->m1->v[i]);
+	struct ts_error e3 = {0};
+	if (ok && (map_dir_row(t, 0, ns, tt, &e3) || map_dir_row(t, 1, nt, ts_, &e3)))
+		ok = 0;
+	ret = 1;
+	if (!ok) {
+		ret = 0; /* cannot predict: fall back to source_wins */
+	} else {
+		uint64_t h_tt = ts_row_hash(tt), h_ts = ts_row_hash(ts_);
+		size_t nv = 0;
+		char *vals = vals_encode(tt, ts_, &nv);
+		char *vals2 = vals ? malloc(nv) : NULL;
+		if (!vals || !vals2) {
+			free(vals);
+			free(vals2);
+			ret = ts_error_set(err, TS_ENOMEM, "out of memory");
+		} else {
+			memcpy(vals2, vals, nv);
+			t->vals_override = vals;
+			t->nvals_override = nv;
+			/* Written even without a target change: the pair's values
+			 * must move on; an update to equal values is harmless. */
+			ret = enqueue(t, 0, TS_OP_UPDATE, p->tgt_key, src_key, t->m1, h_tt, h_ts, err);
+			free(t->vals_override); /* not consumed on error */
+			t->vals_override = NULL;
+			if (!ret && source_changes) {
+				t->vals_override = vals2;
+				t->nvals_override = nv;
+				ret = enqueue(t, 1, TS_OP_UPDATE, src_key, p->tgt_key, t->m2, h_ts, h_tt, err);
+				free(t->vals_override);
+				t->vals_override = NULL;
+			} else {
+				free(vals2);
+			}
+			if (!ret && json_array_size(fields)) {
+				/* only fields changed on both sides are a conflict */
+				struct run *r = t->run;
+				char now[32];
+				iso_now(now, sizeof now);
+				t->conflicts++;
+				json_t *doc = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:O}",
+							"run", (json_int_t)r->run_id, "task", t->name,
+							"time", now, "source_key", src_key, "target_key",
+							p->tgt_key, "policy", "merge_fields", "winner", "source",
+							"losing_side", "target", "fields", fields, "losing", losing);
+				ret = ts_store_conflict_add(r->st, r->run_id, r->integration, t->name, doc, err);
+				json_decref(doc);
+			}
+			if (!ret)
+				ret = 1;
+		}
+	}
+	(void)target_changes;
+	ts_row_free(ns);
+	ts_row_free(nt);
+	ts_row_free(tt);
+	ts_row_free(ts_);
+	goto out;
+oom:
+	ret = ts_error_set(err, TS_ENOMEM, "out of memory");
+out:
+	ts_row_free(vs_copy);
+	free(sc);
+	free(tc);
+	json_decref(fields);
+	json_decref(losing);
+	return ret;
 }
 
 /* ---------------------------------------------------------------- phase A */
@@ -847,6 +1114,15 @@ static int phase_b_cb(void *ud, enum ts_change_op op, const char *key, const str
 			ret = 0;
 			goto out;
 		}
+		if (top && top_op == TS_CH_UPSERT && t->merge) {
+			int mr = merge_conflict(t, key, &p, row, t->row2, err);
+			if (mr < 0)
+				goto out;
+			if (mr) {
+				ret = spool_del(r->sp, 1, p.tgt_key, err);
+				goto out;
+			}
+		}
 		uint64_t hr = reverse_hash(t, 0, t->m);
 		if (top) {
 			if (log_conflict(t, key, p.tgt_key, row,
@@ -895,7 +1171,7 @@ static int phase_b_cb(void *ud, enum ts_change_op op, const char *key, const str
 			}
 			int same = t->row2->ncols == t->sch[1]->ncols;
 			for (size_t i = 0; same && i < t->map[0].n; i++) {
-				struct ts_row *cv = t->tmp_out;
+				struct ts_row *cv = t->cv;
 				struct ts_error e3 = {0};
 				ts_row_resize(cv, 1);
 				const struct ts_value *tv = &t->row2->v[t->map[0].e[i].recv_col];
@@ -1556,6 +1832,12 @@ static void task_free(struct task *t)
 	ts_row_free(t->row2);
 	ts_row_free(t->tmp_in);
 	ts_row_free(t->tmp_out);
+	ts_row_free(t->cv);
+	ts_row_free(t->mt);
+	ts_row_free(t->m1);
+	ts_row_free(t->m2);
+	ts_row_free(t->nrow);
+	free(t->vals_override);
 	free(t->name);
 }
 
@@ -1680,7 +1962,17 @@ static int run_task(struct run *r, const char *tn, int pass, const char *last_sy
 	t.row2 = ts_row_new(0);
 	t.tmp_in = ts_row_new(0);
 	t.tmp_out = ts_row_new(0);
-	int rc = ts_error_isset(terr) || !t.name || !t.m || !t.row2 || !t.tmp_in || !t.tmp_out ? -1 : 0;
+	t.cv = ts_row_new(1);
+	t.mt = ts_row_new(0);
+	t.m1 = ts_row_new(0);
+	t.m2 = ts_row_new(0);
+	t.nrow = ts_row_new(0);
+	const char *policy = json_string_value(json_object_get(r->integ, "conflict_policy"));
+	t.merge = policy && strcmp(policy, "merge_fields") == 0;
+	int rc = ts_error_isset(terr) || !t.name || !t.m || !t.row2 || !t.tmp_in || !t.tmp_out ||
+			 !t.cv || !t.mt || !t.m1 || !t.m2 || !t.nrow
+		 ? -1
+		 : 0;
 	if (!rc && (queue_init(&t.q[0], terr) || queue_init(&t.q[1], terr)))
 		rc = -1;
 	if (!rc)

@@ -119,6 +119,8 @@ static const char *const migrations[] = {
 	");"
 	"CREATE INDEX conflicts_integration ON conflicts (integration_id, id);"
 	"CREATE INDEX conflicts_run ON conflicts (run_id);",
+	/* 1 -> 2: the values last synced per pair (conflict_policy merge_fields). */
+	"ALTER TABLE pairs ADD COLUMN vals BLOB;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == TS_STORE_SCHEMA_VERSION,
@@ -194,13 +196,13 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_SAVEPOINT] = "SAVEPOINT ts_store",
 	[S_RELEASE] = "RELEASE ts_store",
 	[S_ROLLBACK_TO] = "ROLLBACK TO ts_store",
-	[S_PAIR_GET_SRC] = "SELECT src_key, tgt_key, h_to_tgt, h_to_src FROM pairs"
+	[S_PAIR_GET_SRC] = "SELECT src_key, tgt_key, h_to_tgt, h_to_src, vals FROM pairs"
 			   " WHERE task_id = ?1 AND src_key = ?2",
-	[S_PAIR_GET_TGT] = "SELECT src_key, tgt_key, h_to_tgt, h_to_src FROM pairs"
+	[S_PAIR_GET_TGT] = "SELECT src_key, tgt_key, h_to_tgt, h_to_src, vals FROM pairs"
 			   " WHERE task_id = ?1 AND tgt_key = ?2",
 	[S_PAIR_PUT] = "INSERT OR REPLACE INTO pairs"
-		       " (task_id, src_key, tgt_key, h_to_tgt, h_to_src)"
-		       " VALUES (?1, ?2, ?3, ?4, ?5)",
+		       " (task_id, src_key, tgt_key, h_to_tgt, h_to_src, vals)"
+		       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[S_PAIR_DEL_SRC] = "DELETE FROM pairs WHERE task_id = ?1 AND src_key = ?2",
 	[S_PAIR_DEL_TGT] = "DELETE FROM pairs WHERE task_id = ?1 AND tgt_key = ?2",
 	[S_PAIR_COUNT] = "SELECT count(*) FROM pairs WHERE task_id = ?1",
@@ -1445,7 +1447,10 @@ void ts_pair_clear(struct ts_pair *p)
 		return;
 	free(p->src_key);
 	free(p->tgt_key);
+	free(p->vals);
 	p->src_key = p->tgt_key = NULL;
+	p->vals = NULL;
+	p->nvals = 0;
 	p->h_to_tgt = p->h_to_src = 0;
 }
 
@@ -1455,6 +1460,18 @@ static int read_pair(sqlite3_stmt *s, struct ts_pair *out)
 	out->tgt_key = xstrdup((const char *)sqlite3_column_text(s, 1));
 	out->h_to_tgt = (uint64_t)sqlite3_column_int64(s, 2);
 	out->h_to_src = (uint64_t)sqlite3_column_int64(s, 3);
+	out->vals = NULL;
+	out->nvals = 0;
+	if (sqlite3_column_count(s) > 4 && sqlite3_column_type(s, 4) == SQLITE_BLOB) {
+		int n = sqlite3_column_bytes(s, 4);
+		out->vals = malloc(n ? (size_t)n : 1);
+		if (!out->vals) {
+			ts_pair_clear(out);
+			return -1;
+		}
+		memcpy(out->vals, sqlite3_column_blob(s, 4), (size_t)n);
+		out->nvals = (size_t)n;
+	}
 	if (!out->src_key || !out->tgt_key) {
 		ts_pair_clear(out);
 		return -1;
@@ -1500,6 +1517,10 @@ int ts_store_pair_put(struct ts_store *st, int64_t task_id, const struct ts_pair
 	bind_text(s, 3, p->tgt_key);
 	sqlite3_bind_int64(s, 4, (sqlite3_int64)p->h_to_tgt);
 	sqlite3_bind_int64(s, 5, (sqlite3_int64)p->h_to_src);
+	if (p->vals)
+		sqlite3_bind_blob(s, 6, p->vals, (int)p->nvals, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 6);
 	int rc = sqlite3_step(s);
 	int ext = sqlite3_extended_errcode(st->db);
 	sqlite3_reset(s);

@@ -400,6 +400,55 @@ static void t_last_sync_time_set(void)
 	env_free(e);
 }
 
+
+/* conflict_policy merge_fields: changes to different fields of one record
+ * both survive; a field changed on both sides goes to the source and is a
+ * conflict with the losing value logged. */
+static void t_merge_fields(void)
+{
+	struct ts_error err = {0};
+	struct env *e = env_new("merge", SIDE_SQLITE, SIDE_PG);
+	env_exec(e, 0, SQ_CONTACTS);
+	env_exec(e, 1, PG_CONTACTS);
+	env_exec(e, 0, "INSERT INTO contacts(name,email,qty,note) VALUES ('m','m@x',1,'n0'),('o','o@x',5,'p0')");
+	env_task(e, "contacts", "contacts", "contacts", NULL, NULL);
+	env_integration(e, "{\"conflict_policy\": \"merge_fields\"}");
+	json_decref(env_run(e, 0));
+
+	/* different fields: both survive, no conflict */
+	env_exec(e, 0, "UPDATE contacts SET email='m@src' WHERE name='m'");
+	env_exec(e, 1, "UPDATE contacts SET qty=42 WHERE name='m'");
+	json_t *run = env_run(e, 0);
+	TT_EQ_INT(json_integer_value(json_object_get(json_object_get(json_object_get(run, "tasks"), "contacts"), "conflicts")), 0);
+	json_decref(run);
+	TT_EQ_STR(env_q(e, 0, "SELECT email||':'||qty||':'||note FROM contacts WHERE name='m'"), "m@src:42:n0");
+	TT_EQ_STR(env_q(e, 1, "SELECT email||':'||qty||':'||note FROM contacts WHERE name='m'"), "m@src:42:n0");
+
+	/* the same field on both sides: the source's value wins, the target's is logged;
+	 * another field changed only in the target still survives */
+	env_exec(e, 0, "UPDATE contacts SET note='from source' WHERE name='m'");
+	env_exec(e, 1, "UPDATE contacts SET note='from target', qty=43 WHERE name='m'");
+	run = env_run(e, 0);
+	TT_EQ_INT(json_integer_value(json_object_get(json_object_get(json_object_get(run, "tasks"), "contacts"), "conflicts")), 1);
+	json_decref(run);
+	TT_EQ_STR(env_q(e, 0, "SELECT email||':'||qty||':'||note FROM contacts WHERE name='m'"), "m@src:43:from source");
+	TT_EQ_STR(env_q(e, 1, "SELECT email||':'||qty||':'||note FROM contacts WHERE name='m'"), "m@src:43:from source");
+	json_t *cl = ts_store_conflict_list(e->st, "integ", 10, &err);
+	TT_ASSERT(cl && json_array_size(cl) == 1);
+	json_t *c = json_array_get(cl, 0);
+	TT_EQ_STR(json_string_value(json_object_get(c, "policy")), "merge_fields");
+	TT_EQ_STR(json_string_value(json_array_get(json_object_get(c, "fields"), 0)), "note");
+	TT_EQ_STR(json_string_value(json_object_get(json_object_get(c, "losing"), "note")), "from target");
+	json_decref(cl);
+
+	/* the untouched record stayed as it was, and then all is quiet */
+	TT_EQ_STR(env_q(e, 1, "SELECT email||':'||qty||':'||note FROM contacts WHERE name='o'"), "o@x:5:p0");
+	run = env_run(e, 0);
+	TT_EQ_INT(run_total(run), 0);
+	json_decref(run);
+	env_free(e);
+}
+
 /* ---- the property test ---- */
 
 static unsigned long long rng_state;
@@ -491,6 +540,7 @@ int main(void)
 	TT_RUN(t_add_task_later);
 	TT_RUN(t_truncate_noticed);
 	TT_RUN(t_last_sync_time_set);
+	TT_RUN(t_merge_fields);
 	TT_RUN(t_property_random_ops);
 	return tt_done();
 }

@@ -504,7 +504,7 @@ static void t_tasks(void)
 	/* Renames keep ids and pairs, of the task and of the integration. */
 	int64_t tid = ts_store_task_id(st, "i", "contacts", &err);
 	TT_ASSERT(tid > 0);
-	TT_OK(ts_store_pair_put(st, tid, &(struct ts_pair){"s1", "t1", 1, 2}, &err));
+	TT_OK(ts_store_pair_put(st, tid, &(struct ts_pair){"s1", "t1", 1, 2, NULL, 0}, &err));
 	TT_OK(ts_store_task_rename(st, "i", "contacts", "people", &err));
 	TT_EQ_INT(ts_store_task_id(st, "i", "people", &err), tid);
 	TT_EQ_INT(ts_store_task_id(st, "i", "contacts", NULL), 0);
@@ -570,10 +570,21 @@ static void t_pairs(void)
 	int64_t tb = ts_store_task_id(st, "i", "b", &err);
 
 	/* Hashes keep all 64 bits. */
-	TT_OK(ts_store_pair_put(st, ta, &(struct ts_pair){"1", "100", UINT64_MAX, 1ULL << 63},
+	TT_OK(ts_store_pair_put(st, ta, &(struct ts_pair){"1", "100", UINT64_MAX, 1ULL << 63, NULL, 0},
 				&err));
-	TT_OK(ts_store_pair_put(st, ta, &(struct ts_pair){"2", "200", 0, 42}, &err));
-	TT_OK(ts_store_pair_put(st, tb, &(struct ts_pair){"1", "900", 7, 8}, &err));
+	TT_OK(ts_store_pair_put(st, ta, &(struct ts_pair){"2", "200", 0, 42, NULL, 0}, &err));
+	/* the values kept for merge_fields round-trip as an opaque blob */
+	{
+		char blob[5] = {1, 0, 2, 0, 3};
+		struct ts_pair pv = {"vk", "vt", 1, 2, blob, sizeof blob}, got = {0};
+		TT_OK(ts_store_pair_put(st, ta, &pv, &err));
+		TT_EQ_INT(ts_store_pair_get(st, ta, 1, "vt", &got, &err), 1);
+		TT_EQ_INT(got.nvals, 5);
+		TT_ASSERT(got.vals && memcmp(got.vals, blob, 5) == 0);
+		ts_pair_clear(&got);
+		TT_OK(ts_store_pair_delete(st, ta, 0, "vk", &err));
+	}
+	TT_OK(ts_store_pair_put(st, tb, &(struct ts_pair){"1", "900", 7, 8, NULL, 0}, &err));
 	TT_EQ_INT(ts_store_pair_get(st, ta, 0, "1", &p, &err), 1);
 	TT_EQ_STR(p.src_key, "1");
 	TT_EQ_STR(p.tgt_key, "100");
@@ -594,7 +605,7 @@ static void t_pairs(void)
 	ts_error_clear(&err);
 
 	/* Same src_key: replaced. */
-	TT_OK(ts_store_pair_put(st, ta, &(struct ts_pair){"1", "101", 5, 6}, &err));
+	TT_OK(ts_store_pair_put(st, ta, &(struct ts_pair){"1", "101", 5, 6, NULL, 0}, &err));
 	TT_EQ_INT(ts_store_pair_count(st, ta, &err), 2);
 	TT_EQ_INT(ts_store_pair_get(st, ta, 1, "100", &p, &err), 0);
 	TT_EQ_INT(ts_store_pair_get(st, ta, 0, "1", &p, &err), 1);
@@ -602,14 +613,14 @@ static void t_pairs(void)
 	TT_ASSERT(p.h_to_tgt == 5 && p.h_to_src == 6);
 	ts_pair_clear(&p);
 	/* Same tgt_key under another src_key: the old pair goes. */
-	TT_OK(ts_store_pair_put(st, ta, &(struct ts_pair){"3", "200", 0, 0}, &err));
+	TT_OK(ts_store_pair_put(st, ta, &(struct ts_pair){"3", "200", 0, 0, NULL, 0}, &err));
 	TT_EQ_INT(ts_store_pair_count(st, ta, &err), 2);
 	TT_EQ_INT(ts_store_pair_get(st, ta, 0, "2", &p, &err), 0);
 	TT_EQ_INT(ts_store_pair_get(st, ta, 1, "200", &p, &err), 1);
 	TT_EQ_STR(p.src_key, "3");
 	ts_pair_clear(&p);
 	/* Both at once: (1,101) and (3,200) become one pair (1,200). */
-	TT_OK(ts_store_pair_put(st, ta, &(struct ts_pair){"1", "200", 0, 0}, &err));
+	TT_OK(ts_store_pair_put(st, ta, &(struct ts_pair){"1", "200", 0, 0, NULL, 0}, &err));
 	TT_EQ_INT(ts_store_pair_count(st, ta, &err), 1);
 	TT_EQ_INT(ts_store_pair_get(st, ta, 0, "3", &p, &err), 0);
 	TT_EQ_INT(ts_store_pair_get(st, ta, 1, "101", &p, &err), 0);
@@ -620,7 +631,7 @@ static void t_pairs(void)
 		char s[8], t[8];
 		snprintf(s, sizeof s, "k%d", 4 - i);
 		snprintf(t, sizeof t, "v%d", i);
-		TT_OK(ts_store_pair_put(st, ta, &(struct ts_pair){s, t, 0, 0}, &err));
+		TT_OK(ts_store_pair_put(st, ta, &(struct ts_pair){s, t, 0, 0, NULL, 0}, &err));
 	}
 	struct collect c = {0};
 	TT_OK(ts_store_pair_foreach(st, ta, collect_cb, &c, &err));
@@ -643,11 +654,11 @@ static void t_pairs(void)
 	TT_EQ_INT(ts_store_pair_count(st, tb, &err), 1);
 
 	/* A pair for a task that does not exist. */
-	TT_EQ_INT(ts_store_pair_put(st, 9999, &(struct ts_pair){"1", "2", 0, 0}, &err), -1);
+	TT_EQ_INT(ts_store_pair_put(st, 9999, &(struct ts_pair){"1", "2", 0, 0, NULL, 0}, &err), -1);
 	TT_EQ_INT(err.code, TS_ENOENT);
 	HAS(err.msg, "task 9999 does not exist");
 	ts_error_clear(&err);
-	TT_EQ_INT(ts_store_pair_put(st, ta, &(struct ts_pair){"1", NULL, 0, 0}, &err), -1);
+	TT_EQ_INT(ts_store_pair_put(st, ta, &(struct ts_pair){"1", NULL, 0, 0, NULL, 0}, &err), -1);
 	ts_store_close(st);
 }
 
@@ -857,7 +868,7 @@ static void t_delete_cascades(void)
 		TT_OK(ts_store_task_create(st, name, "t2", NULL, NULL, &err));
 		for (int t = 1; t <= 2; t++) {
 			int64_t tid = ts_store_task_id(st, name, t == 1 ? "t1" : "t2", &err);
-			TT_OK(ts_store_pair_put(st, tid, &(struct ts_pair){"s", "t", 1, 1}, &err));
+			TT_OK(ts_store_pair_put(st, tid, &(struct ts_pair){"s", "t", 1, 1, NULL, 0}, &err));
 			TT_OK(ts_store_watermark_set(st, tid, 0, "w", &err));
 			TT_OK(ts_store_failure_put(st, tid, 1, "k", "e", &err));
 		}

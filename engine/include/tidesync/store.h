@@ -29,7 +29,7 @@
 
 #include "tidesync/error.h"
 
-#define TS_STORE_SCHEMA_VERSION 1
+#define TS_STORE_SCHEMA_VERSION 2
 
 struct ts_store;
 
@@ -118,8 +118,13 @@ struct ts_pair {
 	char *src_key, *tgt_key; /* malloc'd */
 	uint64_t h_to_tgt;       /* hash of the values last synced source -> target (0 unknown) */
 	uint64_t h_to_src;       /* hash of the values last synced target -> source (0 unknown) */
+	/* The values last synced, opaque to the store (the engine keeps them
+	 * for conflict_policy merge_fields); NULL when not kept.  malloc'd by
+	 * ts_store_pair_get, borrowed by ts_store_pair_put. */
+	void *vals;
+	size_t nvals;
 };
-void ts_pair_clear(struct ts_pair *p); /* frees the keys */
+void ts_pair_clear(struct ts_pair *p); /* frees the keys and vals */
 
 /* 1 found, 0 not found, -1 error.  side selects which key `key` is. */
 int ts_store_pair_get(struct ts_store *st, int64_t task_id, int side, const char *key,
