@@ -449,6 +449,65 @@ static void t_merge_fields(void)
 	env_free(e);
 }
 
+
+/* lookup(): contacts keep pointing at the right company on both sides -
+ * parents are synced before children, a child created in the same run as
+ * its parent, a re-parented child, a child created on the target, and a
+ * deleted parent. */
+static void t_lookups(void)
+{
+	struct env *e = env_new("lookups", SIDE_SQLITE, SIDE_PG);
+	env_exec(e, 0, "CREATE TABLE companies (id INTEGER PRIMARY KEY, name TEXT);"
+		       "CREATE TABLE contacts (id INTEGER PRIMARY KEY, name TEXT,"
+		       " company_id INTEGER REFERENCES companies(id) ON DELETE SET NULL);"
+		       "INSERT INTO companies(id,name) VALUES (7,'acme'),(8,'globex');"
+		       "INSERT INTO contacts(name,company_id) VALUES ('ann',7),('bob',8)");
+	env_exec(e, 1, "CREATE TABLE companies (id serial PRIMARY KEY, name text);"
+		       "CREATE TABLE contacts (id serial PRIMARY KEY, name text,"
+		       " company_id integer REFERENCES companies(id) ON DELETE SET NULL);"
+		       "INSERT INTO companies(name) VALUES ('unrelated')");
+	const char *map = "{\"to_target\": {\"name\": \"name\", \"company_id\": \"lookup('orgs', company_id)\"},"
+			  " \"to_source\": {\"name\": \"name\", \"company_id\": \"lookup('orgs', company_id)\"}}";
+	/* "contacts" sorts before "orgs": the engine must order the tasks */
+	env_task(e, "contacts", "contacts", "contacts", NULL, map);
+	env_task(e, "orgs", "companies", "companies", NULL, NULL);
+	env_integration(e, "{\"max_delete_percent\": 100}");
+	const char *tq = "SELECT string_agg(p.name||'@'||coalesce(c.name,'-'), ',' ORDER BY p.name)"
+			 " FROM contacts p LEFT JOIN companies c ON c.id = p.company_id";
+	const char *sq = "SELECT group_concat(n, ',') FROM (SELECT p.name||'@'||coalesce(c.name,'-') AS n"
+			 " FROM contacts p LEFT JOIN companies c ON c.id = p.company_id ORDER BY p.name)";
+	json_t *run = env_run(e, 0);
+	TT_EQ_INT(run_count(run, "contacts", "to_target", "failed"), 0);
+	json_decref(run);
+	TT_EQ_STR(env_q(e, 1, tq), "ann@acme,bob@globex");
+
+	/* a child made on the target side points at the source's company */
+	env_exec(e, 1, "INSERT INTO contacts(name, company_id) SELECT 'tess', id FROM companies WHERE name='acme'");
+	/* re-parented, and a new parent with a new child in the same run */
+	env_exec(e, 0, "UPDATE contacts SET company_id=7 WHERE name='bob';"
+		       "INSERT INTO companies(id,name) VALUES (20,'initech');"
+		       "INSERT INTO contacts(name,company_id) VALUES ('cy',20)");
+	run = env_run(e, 0);
+	TT_EQ_INT(run_count(run, "contacts", "to_target", "failed"), 0);
+	TT_EQ_INT(run_count(run, "contacts", "to_source", "failed"), 0);
+	json_decref(run);
+	TT_EQ_STR(env_q(e, 1, tq), "ann@acme,bob@acme,cy@initech,tess@acme");
+	TT_EQ_STR(env_q(e, 0, sq), "ann@acme,bob@acme,cy@initech,tess@acme");
+	TT_EQ_STR(env_q(e, 0, "SELECT company_id FROM contacts WHERE name='tess'"), "7");
+
+	/* a deleted parent: its children lose it on both sides */
+	env_exec(e, 0, "PRAGMA foreign_keys=ON; DELETE FROM companies WHERE name='initech'");
+	run = env_run(e, 0);
+	TT_EQ_INT(run_count(run, "orgs", "to_target", "deleted"), 1);
+	json_decref(run);
+	TT_EQ_STR(env_q(e, 1, tq), "ann@acme,bob@acme,cy@-,tess@acme");
+	TT_EQ_STR(env_q(e, 1, "SELECT count(*) FROM companies WHERE name='initech'"), "0");
+	run = env_run(e, 0);
+	TT_EQ_INT(run_total(run), 0);
+	json_decref(run);
+	env_free(e);
+}
+
 /* ---- the property test ---- */
 
 static unsigned long long rng_state;
@@ -541,6 +600,7 @@ int main(void)
 	TT_RUN(t_truncate_noticed);
 	TT_RUN(t_last_sync_time_set);
 	TT_RUN(t_merge_fields);
+	TT_RUN(t_lookups);
 	TT_RUN(t_property_random_ops);
 	return tt_done();
 }
