@@ -1952,6 +1952,7 @@ static int run_task(struct run *r, const char *tn, int pass, const char *last_sy
 		    int init_tracking, int64_t *deferred, struct ts_error *terr)
 {
 	struct task t = {.run = r, .pass = pass};
+	ts_failpoint("task_start");
 	r->cur_task = tn;
 	t.name = strdup(tn);
 	t.errors = json_array();

@@ -58,7 +58,8 @@ int ts_engine_drop_tracking(struct ts_store *st, const char *integration, struct
 
 /* Failpoints for crash tests: TIDESYNC_FAILPOINT=name[,name...] makes the
  * process _exit(137) (as if killed) when it reaches that point;
- * name:N fires at the N-th time.  The names are listed in docs/. */
+ * name:N fires at the N-th time; name=sleep:S sleeps S seconds there
+ * instead, every time.  The names are listed in docs/architecture.md. */
 void ts_failpoint(const char *name);
 
 #endif
