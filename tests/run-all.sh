@@ -54,8 +54,15 @@ if [ "${TS_SKIP_FUZZ:-0}" != 1 ] && [ -f tests/fuzz/CMakeLists.txt ]; then
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DTS_FUZZ=ON -DTS_WERROR=ON >/dev/null
 	cmake --build build-fuzz -j"$jobs" --target expr_fuzz
 	mkdir -p build-fuzz/corpus
-	build-fuzz/tests/fuzz/expr_fuzz -max_total_time="${TS_FUZZ_SECONDS:-60}" -timeout=5 \
-		build-fuzz/corpus tests/fuzz/corpus 2>&1 | tail -5
+	seeds=()
+	[ -d tests/fuzz/corpus ] && seeds+=(tests/fuzz/corpus)
+	dict=()
+	[ -f tests/fuzz/expr.dict ] && dict+=(-dict=tests/fuzz/expr.dict)
+	# a crash makes libFuzzer exit non-zero (and set -e stops here)
+	build-fuzz/tests/fuzz/expr_fuzz "${dict[@]}" -max_total_time="${TS_FUZZ_SECONDS:-60}" -timeout=5 \
+		-print_final_stats=1 build-fuzz/corpus "${seeds[@]}" >build-fuzz/fuzz.log 2>&1 ||
+		{ tail -40 build-fuzz/fuzz.log; echo "the fuzzer found a crash"; exit 1; }
+	grep -E "stat::number_of_executed_units|Done" build-fuzz/fuzz.log | tail -2
 fi
 
 step "all tests passed"
