@@ -29,6 +29,7 @@
 #include "tidesync/engine.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,7 @@
 #include "tidesync/connector.h"
 #include "tidesync/expr.h"
 
-#define BATCH_SIZE 10000
+#define BATCH_SIZE 10000 /* records a batch; TIDESYNC_BATCH_SIZE overrides (tests, tuning) */
 #define MAX_LOGGED_ERRORS 1000
 #define FETCH_CHUNK 500
 
@@ -75,8 +76,23 @@ struct qop {
 
 struct queue {
 	struct qop *ops;
-	size_t n;
-	struct ts_row **pool; /* BATCH_SIZE rows, reused */
+	size_t n, cap;
+	struct ts_row **pool; /* cap rows, reused */
+};
+
+/* A batch being written by the writer thread (one per direction). */
+struct inflight {
+	int active, threaded;
+	pthread_t th;
+	const struct ts_connector_ops *cops;
+	struct ts_conn *conn;
+	struct ts_batch b;
+	struct ts_op *ops;
+	struct queue q;     /* the batch's queue, swapped out of the task's */
+	size_t nres, nins;
+	int intents;
+	int rc;
+	struct ts_error err;
 };
 
 struct run;
@@ -97,6 +113,9 @@ struct task {
 	json_t *errors;
 	size_t nerrors_logged;
 	struct queue q[2];     /* q[d]: writes of direction d */
+	struct inflight fl[2]; /* fl[d]: the batch of direction d being written */
+	int hold[2];           /* hold[d]: queue, do not write (the connection is busy reading) */
+	size_t batch;          /* records a batch */
 	json_t *match_on;
 	struct ts_row *m, *row2, *tmp_in, *tmp_out;
 	char tag[2][64];
@@ -247,11 +266,33 @@ static void free_qop(struct qop *o)
 
 /* ---------------------------------------------------------------- queue */
 
+static int queue_grow(struct queue *q, size_t cap)
+{
+	struct qop *ops = realloc(q->ops, cap * sizeof *ops);
+	if (!ops)
+		return -1;
+	q->ops = ops;
+	struct ts_row **pool = realloc(q->pool, cap * sizeof *pool);
+	if (!pool)
+		return -1;
+	q->pool = pool;
+	for (size_t i = q->cap; i < cap; i++)
+		q->pool[i] = NULL;
+	q->cap = cap;
+	return 0;
+}
+
+static size_t batch_size(void)
+{
+	const char *e = getenv("TIDESYNC_BATCH_SIZE");
+	long n = e ? strtol(e, NULL, 10) : 0;
+	return n >= 1 && n <= 1000000 ? (size_t)n : BATCH_SIZE;
+}
+
 static int queue_init(struct queue *q, struct ts_error *err)
 {
-	q->ops = calloc(BATCH_SIZE + 1, sizeof *q->ops);
-	q->pool = calloc(BATCH_SIZE + 1, sizeof *q->pool);
-	if (!q->ops || !q->pool)
+	memset(q, 0, sizeof *q);
+	if (queue_grow(q, batch_size()))
 		return ts_error_set(err, TS_ENOMEM, "out of memory");
 	return 0;
 }
@@ -260,7 +301,7 @@ static void queue_free(struct queue *q)
 {
 	for (size_t i = 0; i < q->n; i++)
 		free_qop(&q->ops[i]);
-	for (size_t i = 0; q->pool && i <= BATCH_SIZE; i++)
+	for (size_t i = 0; q->pool && i < q->cap; i++)
 		ts_row_free(q->pool[i]);
 	free(q->ops);
 	free(q->pool);
@@ -268,6 +309,7 @@ static void queue_free(struct queue *q)
 }
 
 static int flush(struct task *t, int d, struct ts_error *err);
+static int flush_start(struct task *t, int d, struct ts_error *err);
 static char *vals_encode(const struct ts_row *tt, const struct ts_row *ts, size_t *len);
 
 /* Queues a write of direction d; `row` (mapped values) is copied. */
@@ -279,9 +321,14 @@ static int enqueue(struct task *t, int d, enum ts_op_kind kind, const char *key,
 	char *ov = t->vals_override;
 	size_t nov = t->nvals_override;
 	t->vals_override = NULL;
-	if (q->n >= BATCH_SIZE && flush(t, d, err)) {
+	if (q->n >= t->batch && !t->hold[d] && flush_start(t, d, err)) {
 		free(ov);
 		return -1;
+	}
+	/* held (the receiving side's connection is being read): grow instead */
+	if (q->n >= q->cap && queue_grow(q, q->cap * 2)) {
+		free(ov);
+		return ts_error_set(err, TS_ENOMEM, "out of memory");
 	}
 	struct qop *o = &q->ops[q->n];
 	memset(o, 0, sizeof *o);
@@ -332,6 +379,15 @@ static int pair_store_vals(struct task *t, int d, const char *recv_key, const ch
 		p = (struct ts_pair){(char *)recv_key, (char *)send_key, hrev, h, vals, nvals};
 	}
 	return ts_store_pair_put(t->run->st, t->id, &p, err);
+}
+
+/* The pair of a write of direction d (keys borrowed). */
+static struct ts_pair pair_of(int d, const char *recv_key, const char *send_key, uint64_t h,
+			      uint64_t hrev, char *vals, size_t nvals)
+{
+	if (d == 0)
+		return (struct ts_pair){(char *)send_key, (char *)recv_key, h, hrev, vals, nvals};
+	return (struct ts_pair){(char *)recv_key, (char *)send_key, hrev, h, vals, nvals};
 }
 
 static int pair_store(struct task *t, int d, const char *recv_key, const char *send_key,
@@ -422,25 +478,69 @@ static int write_intents(struct task *t, int d, const struct qop *q, const struc
 	return rc;
 }
 
+/* The connector's apply(), in a writer thread: the only thing the thread
+ * touches is the receiving side's connection and the batch, so the main
+ * thread reads and maps the next batch meanwhile. */
+static void *apply_worker(void *arg)
+{
+	struct inflight *f = arg;
+	f->rc = f->cops->apply(f->conn, &f->b, &f->err);
+	return NULL;
+}
+
+/* Frees what a batch's apply returned and empties its queue. */
+static void inflight_clear(struct inflight *f)
+{
+	for (size_t i = 0; f->ops && i < f->q.n; i++) {
+		free(f->ops[i].new_key);
+		free(f->ops[i].error);
+	}
+	for (size_t i = 0; i < f->q.n; i++)
+		free_qop(&f->q.ops[i]);
+	f->q.n = 0;
+	free(f->ops);
+	f->ops = NULL;
+}
+
+/* Waits for a batch still being written and drops it without bookkeeping
+ * (the task failed: the in-flight markers make the next run finish it). */
+static void flush_abandon(struct task *t, int d)
+{
+	struct inflight *f = &t->fl[d];
+	if (!f->active)
+		return;
+	if (f->threaded)
+		pthread_join(f->th, NULL);
+	f->active = 0;
+	inflight_clear(f);
+}
+
+static int flush_finish(struct task *t, int d, struct ts_error *err);
+
 /*
- * Applies the queued writes of direction d to the receiving side and brings
- * the pairing up to date.  The order of durable steps is what makes a kill
- * at any point safe (see the file comment).
+ * Starts writing the queued writes of direction d to the receiving side
+ * (after finishing the batch before, if any).  The durable steps that must
+ * precede the write - keys reserved and paired, intents recorded - happen
+ * here; what follows it happens in flush_finish().  The order of durable
+ * steps is what makes a kill at any point safe (see the file comment).
  */
-static int flush(struct task *t, int d, struct ts_error *err)
+static int flush_start(struct task *t, int d, struct ts_error *err)
 {
 	struct run *r = t->run;
 	struct queue *q = &t->q[d];
+	struct inflight *f = &t->fl[d];
 	int recv = 1 - d;
 	struct side *rs = &r->side[recv];
 	struct ts_op *ops = NULL;
 	char **reserved = NULL;
+	struct ts_pair *pairs = NULL;
 	size_t nres = 0;
 	int ret = -1, in_txn = 0;
-	/* updates whose record vanished: re-inserted after this batch */
-	size_t nredo = 0;
-	size_t *redo = NULL;
 
+	/* (finishing may queue re-inserts, and that may start a batch itself) */
+	while (f->active)
+		if (flush_finish(t, d, err))
+			return -1;
 	if (!q->n)
 		return 0;
 	if (canceled(r))
@@ -448,8 +548,8 @@ static int flush(struct task *t, int d, struct ts_error *err)
 	progress(t, d == 0 ? "writing target" : "writing source", 1);
 
 	ops = calloc(q->n, sizeof *ops);
-	redo = calloc(q->n, sizeof *redo);
-	if (!ops || !redo) {
+	pairs = calloc(q->n, sizeof *pairs);
+	if (!ops || !pairs) {
 		ts_error_set(err, TS_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -483,18 +583,20 @@ static int flush(struct task *t, int d, struct ts_error *err)
 			goto out;
 		}
 		in_txn = 1;
-		char slot = (char)(WM_INFLIGHT + d);
-		if (ts_store_watermark_set(r->st, t->id, slot, text, err)) {
+		if (ts_store_watermark_set(r->st, t->id, WM_INFLIGHT + d, text, err)) {
 			free(text);
 			goto out;
 		}
 		free(text);
+		size_t np = 0;
 		for (size_t i = 0; i < q->n; i++) {
 			struct qop *o = &q->ops[i];
-			if (o->kind == TS_OP_INSERT && o->key &&
-			    pair_store_vals(t, d, o->key, o->origin, o->h, o->hrev, o->vals, o->nvals, err))
-				goto out;
+			if (o->kind == TS_OP_INSERT && o->key)
+				pairs[np++] = pair_of(d, o->key, o->origin, o->h, o->hrev, o->vals,
+						      o->nvals);
 		}
+		if (ts_store_pairs_put(r->st, t->id, pairs, np, err))
+			goto out;
 		if (ts_store_commit(r->st, err))
 			goto out;
 		in_txn = 0;
@@ -516,20 +618,83 @@ static int flush(struct task *t, int d, struct ts_error *err)
 		ops[i].origin_key = q->ops[i].origin;
 		ops[i].row = q->ops[i].kind == TS_OP_DELETE ? NULL : q->ops[i].row;
 	}
-	struct ts_batch b = {
+	/* The batch leaves the queue: the queue takes the spare buffers. */
+	struct queue spare = f->q;
+	f->q = *q;
+	*q = spare;
+	f->ops = ops;
+	ops = NULL;
+	f->b = (struct ts_batch){
 		.schema = t->sch[recv],
 		.ncols = t->map[d].n,
 		.cols = t->map[d].cols,
-		.nops = q->n,
-		.ops = ops,
+		.nops = f->q.n,
+		.ops = f->ops,
 		.journal_tag = (rs->ops->caps & TS_CAP_JOURNAL) ? t->tag[d] : NULL,
 	};
-	if (rs->ops->apply(rs->conn, &b, err)) {
+	f->cops = rs->ops;
+	f->conn = rs->conn;
+	f->nres = nres;
+	f->nins = nins;
+	f->intents = intents;
+	f->rc = 0;
+	ts_error_clear(&f->err);
+	f->active = 1;
+	f->threaded = pthread_create(&f->th, NULL, apply_worker, f) == 0;
+	if (!f->threaded)
+		apply_worker(f); /* no thread: write in this one */
+	ret = 0;
+out:
+	if (in_txn)
+		ts_store_rollback(r->st);
+	if (ret) {
+		for (size_t i = 0; i < q->n; i++)
+			free_qop(&q->ops[i]);
+		q->n = 0;
+	}
+	for (size_t i = 0; i < nres; i++)
+		free(reserved[i]);
+	free(reserved);
+	free(pairs);
+	free(ops);
+	return ret;
+}
+
+/* Waits for the batch in flight and brings the pairing and the counts up
+ * to date with what landed. */
+static int flush_finish(struct task *t, int d, struct ts_error *err)
+{
+	struct run *r = t->run;
+	struct inflight *f = &t->fl[d];
+	struct queue *q = &f->q;
+	int recv = 1 - d;
+	struct side *rs = &r->side[recv];
+	int ret = -1, in_txn = 0;
+	size_t nredo = 0, npairs = 0;
+	size_t *redo = NULL;
+	struct ts_pair *pairs = NULL; /* written in one go (keys borrowed from the ops) */
+	struct qop *again = NULL;
+
+	if (!f->active)
+		return 0;
+	if (f->threaded)
+		pthread_join(f->th, NULL);
+	f->active = 0;
+	struct ts_op *ops = f->ops;
+	if (f->rc) {
+		if (!ts_error_isset(err))
+			*err = f->err;
 		ts_error_context(err, t->sch[recv]->object, NULL);
 		goto out;
 	}
 	ts_failpoint("after_apply");
 
+	redo = calloc(q->n, sizeof *redo);
+	pairs = calloc(q->n, sizeof *pairs);
+	if (!redo || !pairs) {
+		ts_error_set(err, TS_ENOMEM, "out of memory");
+		goto out;
+	}
 	if (ts_store_begin(r->st, err))
 		goto out;
 	in_txn = 1;
@@ -552,8 +717,11 @@ static int flush(struct task *t, int d, struct ts_error *err)
 				record_failure(t, d, o->origin, "the connector returned no key", err);
 				continue;
 			}
-			if (pair_store_vals(t, d, k, o->origin, o->h, o->hrev, o->vals, o->nvals, err))
-				goto out;
+			/* a reserved key was paired before the write already */
+			int paired_before = f->nres && o->key &&
+					    (!op->new_key || !strcmp(op->new_key, o->key));
+			if (!paired_before)
+				pairs[npairs++] = pair_of(d, k, o->origin, o->h, o->hrev, o->vals, o->nvals);
 			t->cnt[d].inserted++;
 			break;
 		}
@@ -562,8 +730,7 @@ static int flush(struct task *t, int d, struct ts_error *err)
 				redo[nredo++] = i;
 				continue;
 			}
-			if (pair_store_vals(t, d, o->key, o->origin, o->h, o->hrev, o->vals, o->nvals, err))
-				goto out;
+			pairs[npairs++] = pair_of(d, o->key, o->origin, o->h, o->hrev, o->vals, o->nvals);
 			t->cnt[d].updated++;
 			break;
 		case TS_OP_DELETE:
@@ -577,23 +744,25 @@ static int flush(struct task *t, int d, struct ts_error *err)
 		    ts_store_failure_delete(r->st, t->id, d, o->origin, err))
 			goto out;
 	}
-	if (nres && ts_store_watermark_set(r->st, t->id, (int)(WM_INFLIGHT + d), NULL, err))
+	if (ts_store_pairs_put(r->st, t->id, pairs, npairs, err))
+		goto out;
+	if (f->nres && ts_store_watermark_set(r->st, t->id, WM_INFLIGHT + d, NULL, err))
 		goto out;
 	/* Intents whose outcome is still unknown stay for the next run. */
-	if (intents && write_intents(t, d, q->ops, ops, q->n, err))
+	if (f->intents && write_intents(t, d, q->ops, ops, q->n, err))
 		goto out;
 	if (ts_store_commit(r->st, err))
 		goto out;
 	in_txn = 0;
 	ts_failpoint("after_pairs");
-	if (b.journal_tag && nins && rs->ops->journal_clear(rs->conn, b.journal_tag, err))
+	if (f->b.journal_tag && f->nins && rs->ops->journal_clear(rs->conn, f->b.journal_tag, err))
 		goto out;
 
 	/* Updates of records that vanished on the receiving side since the
 	 * changes were read: the sending side's record still exists and wins,
-	 * so it is inserted again (with a fresh key) and re-paired.  The queue
-	 * is emptied first; the rows are copied out of its pool. */
-	struct qop *again = nredo ? calloc(nredo, sizeof *again) : NULL;
+	 * so it is inserted again (with a fresh key) and re-paired.  The rows
+	 * are copied out of the batch's pool before it is emptied. */
+	again = nredo ? calloc(nredo, sizeof *again) : NULL;
 	if (nredo && !again) {
 		ts_error_set(err, TS_ENOMEM, "out of memory");
 		goto out;
@@ -602,7 +771,7 @@ static int flush(struct task *t, int d, struct ts_error *err)
 	for (size_t k = 0; k < nredo; k++) {
 		struct qop *o = &q->ops[redo[k]];
 		again[k] = *o;
-		o->key = o->origin = NULL; /* moved */
+		o->key = o->origin = o->vals = NULL; /* moved */
 		again[k].row = ts_row_new(0);
 		if (!again[k].row || ts_row_resize(again[k].row, o->row->ncols)) {
 			ret = ts_error_set(err, TS_ENOMEM, "out of memory");
@@ -613,12 +782,7 @@ static int flush(struct task *t, int d, struct ts_error *err)
 		if (!ret)
 			ret = ts_store_pair_delete(r->st, t->id, recv, again[k].key, err);
 	}
-	for (size_t i = 0; i < q->n; i++) {
-		free_qop(&q->ops[i]);
-		free(ops[i].new_key);
-		free(ops[i].error);
-	}
-	q->n = 0;
+	inflight_clear(f);
 	for (size_t k = 0; k < nredo; k++) {
 		if (!ret && again[k].row) {
 			t->vals_override = again[k].vals;
@@ -631,26 +795,25 @@ static int flush(struct task *t, int d, struct ts_error *err)
 		free_qop(&again[k]);
 	}
 	free(again);
-	if (!ret && nredo)
-		ret = flush(t, d, err);
 	goto out_clean;
 out:
 	if (in_txn)
 		ts_store_rollback(r->st);
-	for (size_t i = 0; ops && i < q->n; i++) {
-		free(ops[i].new_key);
-		free(ops[i].error);
-	}
-	for (size_t i = 0; i < q->n; i++)
-		free_qop(&q->ops[i]);
-	q->n = 0;
+	inflight_clear(f);
 out_clean:
-	for (size_t i = 0; i < nres; i++)
-		free(reserved[i]);
-	free(reserved);
 	free(redo);
-	free(ops);
+	free(pairs);
 	return ret;
+}
+
+/* Writes everything queued for direction d and waits until it landed. */
+static int flush(struct task *t, int d, struct ts_error *err)
+{
+	/* a finished batch may queue re-inserts: go on until nothing is left */
+	while (t->q[d].n || t->fl[d].active)
+		if (flush_start(t, d, err) || flush_finish(t, d, err))
+			return -1;
+	return 0;
 }
 
 /* ---------------------------------------------------------------- lookups */
@@ -1738,8 +1901,10 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 	if (rc)
 		goto out;
 
-	/* Phase B: the source's changes, against the target's. */
+	/* Phase B: the source's changes, against the target's.  Writes to the
+	 * source (merged conflicts) wait: its connection is streaming the read. */
 	progress(t, "reading source", 1);
+	t->hold[1] = 1;
 	spool_begin(r->sp);
 	rc = t->full ? sr->ops->read_all(sr->conn, t->sch[0], phase_b_cb, t, err)
 		     : sr->ops->read_changes(sr->conn, t->sch[0], since[0], phase_b_cb, t, err);
@@ -1751,6 +1916,7 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 		rc = retry_failures(t, 0, failed[0], phase_b_cb, err);
 	if (!rc)
 		rc = flush(t, 0, err);
+	t->hold[1] = 0;
 	spool_commit(r->sp);
 	if (rc)
 		goto out;
@@ -1821,6 +1987,8 @@ out:
 static void task_free(struct task *t)
 {
 	for (int s = 0; s < 2; s++) {
+		flush_abandon(t, s);
+		queue_free(&t->fl[s].q);
 		ts_schema_free(t->sch[s]);
 		map_free(&t->map[s]);
 		queue_free(&t->q[s]);
@@ -1951,7 +2119,7 @@ static void finish_doc(struct run *r, const char *result, const struct ts_error 
 static int run_task(struct run *r, const char *tn, int pass, const char *last_sync,
 		    int init_tracking, int64_t *deferred, struct ts_error *terr)
 {
-	struct task t = {.run = r, .pass = pass};
+	struct task t = {.run = r, .pass = pass, .batch = batch_size()};
 	ts_failpoint("task_start");
 	r->cur_task = tn;
 	t.name = strdup(tn);
@@ -1974,7 +2142,8 @@ static int run_task(struct run *r, const char *tn, int pass, const char *last_sy
 			 !t.cv || !t.mt || !t.m1 || !t.m2 || !t.nrow
 		 ? -1
 		 : 0;
-	if (!rc && (queue_init(&t.q[0], terr) || queue_init(&t.q[1], terr)))
+	if (!rc && (queue_init(&t.q[0], terr) || queue_init(&t.q[1], terr) ||
+		    queue_init(&t.fl[0].q, terr) || queue_init(&t.fl[1].q, terr)))
 		rc = -1;
 	if (!rc)
 		rc = sync_task(&t, last_sync, init_tracking, terr);

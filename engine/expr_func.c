@@ -358,11 +358,26 @@ static int f_len(struct ev *ev, const struct node *n, const struct val *a, struc
 	return 0;
 }
 
+/* A short needle (the usual case) is found with memchr and memcmp, which
+ * touch only the bytes up to the match (so a loop over all matches stays
+ * linear even under AddressSanitizer, whose memmem checks the whole
+ * haystack per call); a long one with memmem, linear in the worst case. */
 static const char *find(const char *h, size_t hn, const char *nd, size_t nn)
 {
 	if (nn == 0 || nn > hn)
 		return NULL;
-	return memmem(h, hn, nd, nn);
+	if (nn > 32)
+		return memmem(h, hn, nd, nn);
+	const char *end = h + hn - nn + 1;
+	while (h < end) {
+		const char *p = memchr(h, nd[0], (size_t)(end - h));
+		if (!p)
+			return NULL;
+		if (memcmp(p, nd, nn) == 0)
+			return p;
+		h = p + 1;
+	}
+	return NULL;
 }
 
 static int f_replace(struct ev *ev, const struct node *n, const struct val *args,
