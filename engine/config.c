@@ -1170,109 +1170,15 @@ int ts_config_check_schedule(const json_t *doc, const char *where, struct ts_err
 	ts_schedule_release(&s);
 	return rc;
 }
-
-/* ---- parameters ---- */
-
-static int ndigits(const char *p, const char *end, int n, int *v)
-{
-	int x = 0;
-	if (end - p < n)
-		return -1;
-	for (int i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)p[i]))
-			return -1;
-		x = x * 10 + (p[i] - '0');
-	}
-	*v = x;
-	return 0;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static long long days_from_civil(long long y, int m, int d)
-{
-	y -= m <= 2;
-	long long era = (y >= 0 ? y : y - 399) / 400;
-	long long yoe = y - era * 400;
-	long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static int days_in_month(int y, int m)
-{
-	static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
-		return 29;
-	return dm[m - 1];
-}
-
 int ts_config_parse_time(const char *text, size_t len, char *out, size_t outsz, time_t *t)
 {
-	if (!text)
+	const char *frac;
+	size_t nfrac;
+	time_t tt;
+	if (!text || ts_schedule_parse_iso_n(text, len, &tt, &frac, &nfrac))
 		return -1;
-	const char *p = text, *end = text + len;
-	while (p < end && isspace((unsigned char)*p))
-		p++;
-	while (end > p && isspace((unsigned char)end[-1]))
-		end--;
-
-	int y, mo, d, h = 0, mi = 0, s = 0, off = 0;
-	const char *frac = NULL;
-	size_t nfrac = 0;
-	if (ndigits(p, end, 4, &y) || p + 4 >= end || p[4] != '-' ||
-	    ndigits(p + 5, end, 2, &mo) || p + 7 >= end || p[7] != '-' ||
-	    ndigits(p + 8, end, 2, &d))
-		return -1;
-	p += 10;
-	if (p < end) {
-		if (*p != 'T' && *p != 't' && *p != ' ')
-			return -1;
-		p++;
-		if (ndigits(p, end, 2, &h) || p + 2 >= end || p[2] != ':' ||
-		    ndigits(p + 3, end, 2, &mi))
-			return -1;
-		p += 5;
-		if (p < end && *p == ':') {
-			if (ndigits(p + 1, end, 2, &s))
-				return -1;
-			p += 3;
-			if (p < end && (*p == '.' || *p == ',')) {
-				frac = ++p;
-				while (p < end && isdigit((unsigned char)*p))
-					p++;
-				nfrac = (size_t)(p - frac);
-				if (nfrac == 0 || nfrac > 9)
-					return -1;
-			}
-		}
-		if (p < end && (*p == 'Z' || *p == 'z')) {
-			p++;
-		} else if (p < end && (*p == '+' || *p == '-')) {
-			int sign = *p++ == '-' ? -1 : 1, oh, om = 0;
-			if (ndigits(p, end, 2, &oh))
-				return -1;
-			p += 2;
-			if (p < end && *p == ':')
-				p++;
-			if (p < end) {
-				if (ndigits(p, end, 2, &om))
-					return -1;
-				p += 2;
-			}
-			if (oh > 23 || om > 59)
-				return -1;
-			off = sign * (oh * 3600 + om * 60);
-		}
-		if (p != end)
-			return -1;
-	}
-	if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 ||
-	    mi > 59 || s > 59)
-		return -1;
-	long long epoch = days_from_civil(y, mo, d) * 86400LL + h * 3600 + mi * 60 + s - off;
-	time_t tt = (time_t)epoch;
 	struct tm tm;
-	if (!gmtime_r(&tt, &tm) || tm.tm_year + 1900 < 1 || tm.tm_year + 1900 > 9999)
+	if (!gmtime_r(&tt, &tm))
 		return -1;
 	if (out) {
 		int n = snprintf(out, outsz, "%04d-%02d-%02dT%02d:%02d:%02d%s%.*sZ",

@@ -1395,46 +1395,27 @@ static int phase_c_cb(void *ud, const char *key, int op, const struct ts_row *ro
 struct collect {
 	struct task *t;
 	struct ts_error *err;
-	int64_t n;
+	int side; /* the side that was read in full */
 };
 
-/* Pairs whose source key was not seen during a full read of the source. */
+/* Pairs whose key on c->side was not seen during a full read of that side,
+ * into the spool (slot SP_PAIRS + side, keyed by that side's key, with the
+ * partner's key as the row). */
 static int collect_unseen_cb(void *ud, const struct ts_pair *p)
 {
 	struct collect *c = ud;
 	struct spool *sp = c->t->run->sp;
-	int s = spool_seen(sp, 0, p->src_key);
-	if (s < 0)
-		return -1;
+	const char *key = c->side == 0 ? p->src_key : p->tgt_key;
+	const char *partner = c->side == 0 ? p->tgt_key : p->src_key;
+	int s = spool_seen(sp, c->side, key);
 	if (s)
-		return 0;
+		return s < 0 ? -1 : 0;
 	struct ts_row *row = ts_row_new(1);
 	if (!row)
 		return -1;
-	ts_row_set_str(row, 0, TS_TEXT, p->tgt_key, strlen(p->tgt_key));
-	int rc = spool_put(sp, SP_PAIRS, p->src_key, 0, row, c->err);
+	ts_row_set_str(row, 0, TS_TEXT, partner, strlen(partner));
+	int rc = spool_put(sp, SP_PAIRS + c->side, key, 0, row, c->err);
 	ts_row_free(row);
-	c->n++;
-	return rc ? -1 : 0;
-}
-
-/* Pairs whose target key was not seen during a full read of the target. */
-static int collect_unseen_tgt_cb(void *ud, const struct ts_pair *p)
-{
-	struct collect *c = ud;
-	struct spool *sp = c->t->run->sp;
-	int s = spool_seen(sp, 1, p->tgt_key);
-	if (s < 0)
-		return -1;
-	if (s)
-		return 0;
-	struct ts_row *row = ts_row_new(1);
-	if (!row)
-		return -1;
-	ts_row_set_str(row, 0, TS_TEXT, p->src_key, strlen(p->src_key));
-	int rc = spool_put(sp, SP_PAIRS + 1, p->tgt_key, 0, row, c->err);
-	ts_row_free(row);
-	c->n++;
 	return rc ? -1 : 0;
 }
 
@@ -1942,9 +1923,9 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 			goto out;
 	}
 	if (t->reconcile[1] && !t->full && t->npairs > 0) {
-		struct collect c = {t, err, 0};
+		struct collect c = {t, err, 1};
 		spool_begin(r->sp);
-		rc = ts_store_pair_foreach(r->st, t->id, collect_unseen_tgt_cb, &c, err);
+		rc = ts_store_pair_foreach(r->st, t->id, collect_unseen_cb, &c, err);
 		struct refetch rf = {t, NULL, 0, err, 0};
 		if (!rc)
 			rc = spool_foreach(r->sp, SP_PAIRS + 1, target_missing_cb, &rf, err);

@@ -101,13 +101,22 @@ static int ndigits(const char *p, const char *end, int n, int *v)
 	return 0;
 }
 
-/* The same forms as ts_config_parse_time (config.c), which this library
- * cannot call without depending on the whole store. */
 int ts_schedule_parse_iso(const char *text, time_t *t)
+{
+	return text ? ts_schedule_parse_iso_n(text, strlen(text), t, NULL, NULL) : -1;
+}
+
+/* The one ISO-8601 parser of the project (ts_config_parse_time uses it too). */
+int ts_schedule_parse_iso_n(const char *text, size_t len, time_t *t, const char **fracp,
+			    size_t *nfracp)
 {
 	if (!text)
 		return -1;
-	const char *p = text, *end = text + strlen(text);
+	const char *p = text, *end = text + len;
+	if (fracp)
+		*fracp = NULL;
+	if (nfracp)
+		*nfracp = 0;
 	while (p < end && isspace((unsigned char)*p))
 		p++;
 	while (end > p && isspace((unsigned char)end[-1]))
@@ -137,6 +146,10 @@ int ts_schedule_parse_iso(const char *text, time_t *t)
 					p++;
 				if (p == frac || p - frac > 9)
 					return -1;
+				if (fracp)
+					*fracp = frac;
+				if (nfracp)
+					*nfracp = (size_t)(p - frac);
 			}
 		}
 		if (p < end && (*p == 'Z' || *p == 'z')) {

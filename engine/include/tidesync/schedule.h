@@ -142,6 +142,10 @@ int ts_schedule_parse_hhmm(const char *text, int *minutes);
 /* The ISO-8601 forms ts_config_parse_time accepts ("2026-12-01T00:00:00Z",
  * fractions, "+01:00" offsets, a date alone = midnight UTC). */
 int ts_schedule_parse_iso(const char *text, time_t *t);
+/* The same for len bytes; *frac / *nfrac (may be NULL) receive the
+ * fractional seconds as written (NULL / 0 when none). */
+int ts_schedule_parse_iso_n(const char *text, size_t len, time_t *t, const char **frac,
+			    size_t *nfrac);
 /* "2026-12-01T00:00:00Z" into buf (at least 21 bytes); "" for NONE. */
 const char *ts_schedule_format_utc(time_t t, char *buf, size_t size);
 
