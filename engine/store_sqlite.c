@@ -121,6 +121,27 @@ static const char *const migrations[] = {
 	"CREATE INDEX conflicts_run ON conflicts (run_id);",
 	/* 1 -> 2: the values last synced per pair (conflict_policy merge_fields). */
 	"ALTER TABLE pairs ADD COLUMN vals BLOB;",
+	/* 2 -> 3: keys without a type, so that integer keys are stored as
+	 * integers (bind_key): they sort as numbers, and a first sync appends
+	 * to the pairs' b-trees instead of scattering over them. */
+	"CREATE TABLE pairs_v3 ("
+	"  task_id INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,"
+	"  src_key NOT NULL,"
+	"  tgt_key NOT NULL,"
+	"  h_to_tgt INTEGER NOT NULL DEFAULT 0,"
+	"  h_to_src INTEGER NOT NULL DEFAULT 0,"
+	"  vals BLOB,"
+	"  PRIMARY KEY (task_id, src_key)"
+	") WITHOUT ROWID;"
+	"INSERT INTO pairs_v3 SELECT task_id,"
+	"  CASE WHEN src_key GLOB '[1-9]*' AND src_key NOT GLOB '*[^0-9]*' AND length(src_key) <= 18"
+	"   THEN CAST(src_key AS INTEGER) WHEN src_key = '0' THEN 0 ELSE src_key END,"
+	"  CASE WHEN tgt_key GLOB '[1-9]*' AND tgt_key NOT GLOB '*[^0-9]*' AND length(tgt_key) <= 18"
+	"   THEN CAST(tgt_key AS INTEGER) WHEN tgt_key = '0' THEN 0 ELSE tgt_key END,"
+	"  h_to_tgt, h_to_src, vals FROM pairs;"
+	"DROP TABLE pairs;"
+	"ALTER TABLE pairs_v3 RENAME TO pairs;"
+	"CREATE UNIQUE INDEX pairs_tgt ON pairs (task_id, tgt_key);",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == TS_STORE_SCHEMA_VERSION,
@@ -295,6 +316,29 @@ static sqlite3_stmt *stmt(struct ts_store *st, enum stmt_id id, struct ts_error 
 		return NULL;
 	}
 	return st->stmt[id];
+}
+
+/*
+ * A record's key: a canonical integer ("42", "-7"; no leading zero, at most
+ * 18 digits) is bound as an integer, anything else as text.  Both ways of
+ * the pairs table go through here, so a key always finds itself; read back,
+ * sqlite3_column_text gives the same canonical text.
+ */
+static void bind_key(sqlite3_stmt *s, int i, const char *k)
+{
+	if (!k) {
+		sqlite3_bind_null(s, i);
+		return;
+	}
+	const char *p = k + (*k == '-');
+	size_t n = strlen(p);
+	int canon = n >= 1 && n <= 18 && (p[0] != '0' || (n == 1 && p == k));
+	for (size_t j = 0; canon && j < n; j++)
+		canon = p[j] >= '0' && p[j] <= '9';
+	if (canon)
+		sqlite3_bind_int64(s, i, strtoll(k, NULL, 10));
+	else
+		sqlite3_bind_text(s, i, k, -1, SQLITE_STATIC);
 }
 
 static void bind_text(sqlite3_stmt *s, int i, const char *v)
@@ -1493,7 +1537,7 @@ int ts_store_pair_get(struct ts_store *st, int64_t task_id, int side, const char
 	if (!s)
 		return -1;
 	sqlite3_bind_int64(s, 1, task_id);
-	bind_text(s, 2, key);
+	bind_key(s, 2, key);
 	int found = -1;
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
@@ -1518,8 +1562,8 @@ int ts_store_pair_put(struct ts_store *st, int64_t task_id, const struct ts_pair
 	if (!s)
 		return -1;
 	sqlite3_bind_int64(s, 1, task_id);
-	bind_text(s, 2, p->src_key);
-	bind_text(s, 3, p->tgt_key);
+	bind_key(s, 2, p->src_key);
+	bind_key(s, 3, p->tgt_key);
 	sqlite3_bind_int64(s, 4, (sqlite3_int64)p->h_to_tgt);
 	sqlite3_bind_int64(s, 5, (sqlite3_int64)p->h_to_src);
 	if (p->vals)
@@ -1539,8 +1583,8 @@ int ts_store_pair_put(struct ts_store *st, int64_t task_id, const struct ts_pair
 static void bind_pair(sqlite3_stmt *s, int base, int64_t task_id, const struct ts_pair *p)
 {
 	sqlite3_bind_int64(s, base + 1, task_id);
-	bind_text(s, base + 2, p->src_key);
-	bind_text(s, base + 3, p->tgt_key);
+	bind_key(s, base + 2, p->src_key);
+	bind_key(s, base + 3, p->tgt_key);
 	sqlite3_bind_int64(s, base + 4, (sqlite3_int64)p->h_to_tgt);
 	sqlite3_bind_int64(s, base + 5, (sqlite3_int64)p->h_to_src);
 	if (p->vals)
@@ -1603,7 +1647,7 @@ int ts_store_pair_delete(struct ts_store *st, int64_t task_id, int side, const c
 	if (!s)
 		return -1;
 	sqlite3_bind_int64(s, 1, task_id);
-	bind_text(s, 2, key);
+	bind_key(s, 2, key);
 	return step_done(st, s, err, "cannot delete a pair");
 }
 

@@ -573,6 +573,24 @@ static void t_pairs(void)
 	TT_OK(ts_store_pair_put(st, ta, &(struct ts_pair){"1", "100", UINT64_MAX, 1ULL << 63, NULL, 0},
 				&err));
 	TT_OK(ts_store_pair_put(st, ta, &(struct ts_pair){"2", "200", 0, 42, NULL, 0}, &err));
+	/* integer-looking keys are stored as integers, but "007" stays "007",
+	 * distinct from "7", and a long number stays text */
+	{
+		const char *src[] = {"7", "007", "-3", "12345678901234567890", "x y"};
+		const char *tgt[] = {"70", "0070", "-30", "99999999999999999999", "t u"};
+		for (int i = 0; i < 5; i++)
+			TT_OK(ts_store_pair_put(st, tb, &(struct ts_pair){(char *)src[i], (char *)tgt[i], 1, 1, NULL, 0}, &err));
+		for (int i = 0; i < 5; i++) {
+			struct ts_pair g = {0};
+			TT_EQ_INT(ts_store_pair_get(st, tb, 0, src[i], &g, &err), 1);
+			TT_EQ_STR(g.tgt_key, tgt[i]);
+			ts_pair_clear(&g);
+			TT_EQ_INT(ts_store_pair_get(st, tb, 1, tgt[i], &g, &err), 1);
+			TT_EQ_STR(g.src_key, src[i]);
+			ts_pair_clear(&g);
+			TT_OK(ts_store_pair_delete(st, tb, 0, src[i], &err));
+		}
+	}
 	/* the values kept for merge_fields round-trip as an opaque blob */
 	{
 		char blob[5] = {1, 0, 2, 0, 3};

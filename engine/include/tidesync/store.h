@@ -29,7 +29,7 @@
 
 #include "tidesync/error.h"
 
-#define TS_STORE_SCHEMA_VERSION 2
+#define TS_STORE_SCHEMA_VERSION 3
 
 struct ts_store;
 
