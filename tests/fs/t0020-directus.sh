@@ -41,9 +41,10 @@ dx() {
 # the test policy (the sync user's) create/read/update/delete on it.
 dx_collection() {
 	local perms
-	dx "$ADMIN" POST /collections "{\"collection\": \"$1\", \"schema\": {}, \"meta\": {}, \"fields\": $2}" >/dev/null
-	perms=$(jq -cn --arg p "$POLICY" --arg c "$1" \
-		'[("create", "read", "update", "delete") | {policy: $p, collection: $c, action: ., fields: ["*"], permissions: {}, validation: {}}]')
+	dx "$ADMIN" POST /collections \
+		"{\"collection\": \"$1\", \"schema\": {}, \"meta\": {}, \"fields\": $2}" >/dev/null
+	perms=$(jq -cn --arg p "$POLICY" --arg c "$1" '[("create", "read", "update", "delete") |
+		{policy: $p, collection: $c, action: ., fields: ["*"], permissions: {}, validation: {}}]')
 	dx "$ADMIN" POST /permissions "$perms" >/dev/null
 }
 
@@ -136,18 +137,22 @@ tt mkdir "$I/tasks/bad" || fail "mkdir tasks/bad"
 expect_fail 'Bad message' tt bash -c "cat > '$I/tasks/bad/task.json'" <<EOF
 {"source_object": "$NOTIMES", "target_object": "public.people"}
 EOF
-expect_match "$(last_error)" "^integrations/cms2pg/tasks/bad/task.json: source_object: collection '$NOTIMES' has no created-time field \\(a field with special date-created\\)" \
+BAD=integrations/cms2pg/tasks/bad/task.json
+expect_match "$(last_error)" \
+	"^$BAD: source_object: collection '$NOTIMES' has no created-time field \\(a field with special date-created\\)$" \
 	"reason for a collection without times"
 expect_fail 'Bad message' tt bash -c "cat > '$I/tasks/bad/task.json'" <<EOF
 {"source_object": "$ONLYCREATED", "target_object": "public.people"}
 EOF
-expect_match "$(last_error)" "^integrations/cms2pg/tasks/bad/task.json: source_object: collection '$ONLYCREATED' has no modified-time field \\(a field with special date-updated\\)" \
+expect_match "$(last_error)" \
+	"^$BAD: source_object: collection '$ONLYCREATED' has no modified-time field \\(a field with special date-updated\\)$" \
 	"reason for a collection without a modified time"
 expect_eq "$(error_count)" "$((nerr + 2))" "one line in errors per refused save"
 expect_eq "$(stored_task cms2pg bad | jq -r .source_object)" "" "the refused task is not stored"
 # on an existing task, the previous version stays in force
 expect_fail 'Bad message' tt sed -i "s/$COLL/$NOTIMES/" "$T/task.json"
-expect_match "$(last_error)" "^integrations/cms2pg/tasks/contacts/task.json: source_object: collection '$NOTIMES' has no created-time field" \
+expect_match "$(last_error)" \
+	"^integrations/cms2pg/tasks/contacts/task.json: source_object: collection '$NOTIMES' has no created-time field" \
 	"reason for an edit of a good task"
 expect_eq "$(stored_task cms2pg contacts | jq -r .source_object)" "$COLL" "previous task kept"
 expect_eq "$(json_get "$T/task.json" .source_object)" "$COLL" "previous task shown"
