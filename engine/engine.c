@@ -670,9 +670,10 @@ static int flush_finish(struct task *t, int d, struct ts_error *err)
 	int recv = 1 - d;
 	struct side *rs = &r->side[recv];
 	int ret = -1, in_txn = 0;
-	size_t nredo = 0, npairs = 0;
+	size_t nredo = 0, npairs = 0, nupd = 0;
 	size_t *redo = NULL;
 	struct ts_pair *pairs = NULL; /* written in one go (keys borrowed from the ops) */
+	struct ts_pair *upd = NULL;   /* updated pairs: only their hashes change */
 	struct qop *again = NULL;
 
 	if (!f->active)
@@ -691,7 +692,8 @@ static int flush_finish(struct task *t, int d, struct ts_error *err)
 
 	redo = calloc(q->n, sizeof *redo);
 	pairs = calloc(q->n, sizeof *pairs);
-	if (!redo || !pairs) {
+	upd = calloc(q->n, sizeof *upd);
+	if (!redo || !pairs || !upd) {
 		ts_error_set(err, TS_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -730,7 +732,7 @@ static int flush_finish(struct task *t, int d, struct ts_error *err)
 				redo[nredo++] = i;
 				continue;
 			}
-			pairs[npairs++] = pair_of(d, o->key, o->origin, o->h, o->hrev, o->vals, o->nvals);
+			upd[nupd++] = pair_of(d, o->key, o->origin, o->h, o->hrev, o->vals, o->nvals);
 			t->cnt[d].updated++;
 			break;
 		case TS_OP_DELETE:
@@ -744,7 +746,8 @@ static int flush_finish(struct task *t, int d, struct ts_error *err)
 		    ts_store_failure_delete(r->st, t->id, d, o->origin, err))
 			goto out;
 	}
-	if (ts_store_pairs_put(r->st, t->id, pairs, npairs, err))
+	if (ts_store_pairs_put(r->st, t->id, pairs, npairs, err) ||
+	    ts_store_pairs_rehash(r->st, t->id, upd, nupd, err))
 		goto out;
 	if (f->nres && ts_store_watermark_set(r->st, t->id, WM_INFLIGHT + d, NULL, err))
 		goto out;
@@ -803,6 +806,7 @@ out:
 out_clean:
 	free(redo);
 	free(pairs);
+	free(upd);
 	return ret;
 }
 

@@ -158,6 +158,7 @@ enum stmt_id {
 	S_PAIR_GET_SRC,
 	S_PAIR_GET_TGT,
 	S_PAIR_PUT,
+	S_PAIR_REHASH,
 	S_PAIR_DEL_SRC,
 	S_PAIR_DEL_TGT,
 	S_PAIR_COUNT,
@@ -224,6 +225,8 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_PAIR_PUT] = "INSERT OR REPLACE INTO pairs"
 		       " (task_id, src_key, tgt_key, h_to_tgt, h_to_src, vals)"
 		       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_PAIR_REHASH] = "UPDATE pairs SET h_to_tgt = ?4, h_to_src = ?5, vals = ?6"
+			  " WHERE task_id = ?1 AND src_key = ?2 AND tgt_key = ?3",
 	[S_PAIR_DEL_SRC] = "DELETE FROM pairs WHERE task_id = ?1 AND src_key = ?2",
 	[S_PAIR_DEL_TGT] = "DELETE FROM pairs WHERE task_id = ?1 AND tgt_key = ?2",
 	[S_PAIR_COUNT] = "SELECT count(*) FROM pairs WHERE task_id = ?1",
@@ -1635,6 +1638,34 @@ int ts_store_pairs_put(struct ts_store *st, int64_t task_id, const struct ts_pai
 	for (; i < n; i++)
 		if (ts_store_pair_put(st, task_id, &pairs[i], err))
 			return -1;
+	return 0;
+}
+
+int ts_store_pairs_rehash(struct ts_store *st, int64_t task_id, const struct ts_pair *pairs,
+			   size_t n, struct ts_error *err)
+{
+	sqlite3_stmt *s = stmt(st, S_PAIR_REHASH, err);
+	if (!s)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		const struct ts_pair *p = &pairs[i];
+		sqlite3_bind_int64(s, 1, task_id);
+		bind_key(s, 2, p->src_key);
+		bind_key(s, 3, p->tgt_key);
+		sqlite3_bind_int64(s, 4, (sqlite3_int64)p->h_to_tgt);
+		sqlite3_bind_int64(s, 5, (sqlite3_int64)p->h_to_src);
+		if (p->vals)
+			sqlite3_bind_blob(s, 6, p->vals, (int)p->nvals, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(s, 6);
+		int rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE)
+			return db_fail(st, err, "cannot store pairs");
+		/* not there (or paired differently): a full put */
+		if (sqlite3_changes(st->db) == 0 && ts_store_pair_put(st, task_id, p, err))
+			return -1;
+	}
 	return 0;
 }
 

@@ -137,6 +137,11 @@ int ts_store_pair_put(struct ts_store *st, int64_t task_id, const struct ts_pair
  * use it for batches). */
 int ts_store_pairs_put(struct ts_store *st, int64_t task_id, const struct ts_pair *pairs,
 		       size_t n, struct ts_error *err);
+/* For pairs that exist with these keys already: updates the hashes and
+ * vals in place (cheaper than a put: the keys' index is not touched); a pair
+ * that is not there is put. */
+int ts_store_pairs_rehash(struct ts_store *st, int64_t task_id, const struct ts_pair *pairs,
+			  size_t n, struct ts_error *err);
 int ts_store_pair_delete(struct ts_store *st, int64_t task_id, int side, const char *key,
 			 struct ts_error *err);
 int64_t ts_store_pair_count(struct ts_store *st, int64_t task_id, struct ts_error *err);
