@@ -104,6 +104,8 @@ struct task {
 	json_t *doc, *mapping;
 	struct ts_schema *sch[2];
 	struct map_dir map[2]; /* map[0]: to_target (from source), map[1]: to_source */
+	struct ts_expr *filter[2]; /* source_filter / target_filter, or NULL */
+	struct ts_row *fres;   /* a filter's result */
 	int full;              /* first run for this task: read everything */
 	int reconcile[2];      /* a side was emptied (TRUNCATE): missing pairs are deletes */
 	int64_t npairs;        /* pairs at the start of the task */
@@ -1148,6 +1150,28 @@ out:
 	return ret;
 }
 
+/* ---------------------------------------------------------------- filters */
+
+/* 1 if the record of side s is in the task's scope (its filter is true or
+ * there is none), 0 if not, -1 when the filter fails for it (a record
+ * error, counted). */
+static int in_scope(struct task *t, int s, const char *key, const struct ts_row *row,
+		    struct ts_error *err)
+{
+	if (!t->filter[s])
+		return 1;
+	struct ts_error e = {0};
+	ts_row_reset(t->fres);
+	t->dir = s;
+	if (ts_expr_eval(t->filter[s], row, &t->run->ctx, t->fres, 0, &e)) {
+		ts_error_context(&e, "task.json", s == 0 ? "source_filter" : "target_filter");
+		char msg[1200];
+		ts_error_format(&e, msg, sizeof msg);
+		return record_failure(t, s, key, msg, err) ? -2 : -1;
+	}
+	return t->fres->v[0].type == TS_BOOL && t->fres->v[0].u.b;
+}
+
 /* ---------------------------------------------------------------- phase A */
 
 static int tick(struct task *t, const char *phase, struct ts_error *err)
@@ -1185,6 +1209,12 @@ static int phase_a_cb(void *ud, enum ts_change_op op, const char *key, const str
 			goto fail;
 		ts_pair_clear(&p);
 		return 0;
+	}
+	int sc = in_scope(t, 1, key, row, err);
+	if (sc <= 0) {
+		/* out of the task's scope: not synced from this side */
+		ts_pair_clear(&p);
+		return sc == -2 ? -1 : 0;
 	}
 	struct ts_error e2 = {0};
 	if (map_dir_row(t, 1, row, t->m, &e2)) {
@@ -1259,6 +1289,12 @@ static int phase_b_cb(void *ud, enum ts_change_op op, const char *key, const str
 		goto out;
 	}
 
+	int sc = in_scope(t, 0, key, row, err);
+	if (sc <= 0) {
+		/* out of the task's scope: not synced from this side */
+		ret = sc == -2 ? -1 : 0;
+		goto out;
+	}
 	struct ts_error e2 = {0};
 	if (map_dir_row(t, 0, row, t->m, &e2)) {
 		ret = mapping_failure(t, 0, key, &e2, err);
@@ -1819,6 +1855,27 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 		goto out;
 	map_check_reverse(&t->map[0], &t->map[1], t->sch[1]);
 	map_check_reverse(&t->map[1], &t->map[0], t->sch[0]);
+	for (int s = 0; s < 2; s++) {
+		const char *fk = s == 0 ? "source_filter" : "target_filter";
+		const char *f = json_string_value(json_object_get(t->doc, fk));
+		if (!f || !*f)
+			continue;
+		const char **names = calloc(t->sch[s]->ncols + 1, sizeof *names);
+		enum ts_type *types = calloc(t->sch[s]->ncols + 1, sizeof *types);
+		for (size_t i = 0; names && types && i < t->sch[s]->ncols; i++) {
+			names[i] = t->sch[s]->cols[i].name;
+			types[i] = t->sch[s]->cols[i].type;
+		}
+		struct ts_expr_scope scope = {t->sch[s]->ncols, names, types};
+		int rc = names && types ? ts_expr_compile(f, &scope, &t->filter[s], err)
+					: ts_error_set(err, TS_ENOMEM, "out of memory");
+		free(names);
+		free(types);
+		if (rc) {
+			ts_error_context(err, "task.json", fk);
+			goto out;
+		}
+	}
 	t->match_on = json_object_get(t->doc, "match_on");
 	if (t->match_on && !json_object_size(t->match_on))
 		t->match_on = NULL;
@@ -1976,6 +2033,7 @@ static void task_free(struct task *t)
 		queue_free(&t->fl[s].q);
 		ts_schema_free(t->sch[s]);
 		map_free(&t->map[s]);
+		ts_expr_free(t->filter[s]);
 		queue_free(&t->q[s]);
 	}
 	json_decref(t->doc);
@@ -1990,6 +2048,7 @@ static void task_free(struct task *t)
 	ts_row_free(t->m1);
 	ts_row_free(t->m2);
 	ts_row_free(t->nrow);
+	ts_row_free(t->fres);
 	free(t->vals_override);
 	free(t->name);
 }
@@ -2121,10 +2180,11 @@ static int run_task(struct run *r, const char *tn, int pass, const char *last_sy
 	t.m1 = ts_row_new(0);
 	t.m2 = ts_row_new(0);
 	t.nrow = ts_row_new(0);
+	t.fres = ts_row_new(1);
 	const char *policy = json_string_value(json_object_get(r->integ, "conflict_policy"));
 	t.merge = policy && strcmp(policy, "merge_fields") == 0;
 	int rc = ts_error_isset(terr) || !t.name || !t.m || !t.row2 || !t.tmp_in || !t.tmp_out ||
-			 !t.cv || !t.mt || !t.m1 || !t.m2 || !t.nrow
+			 !t.cv || !t.mt || !t.m1 || !t.m2 || !t.nrow || !t.fres
 		 ? -1
 		 : 0;
 	if (!rc && (queue_init(&t.q[0], terr) || queue_init(&t.q[1], terr) ||

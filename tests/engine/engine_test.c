@@ -508,6 +508,38 @@ static void t_lookups(void)
 	env_free(e);
 }
 
+
+/* source_filter / target_filter: only records in a side's scope are synced
+ * from that side; a record leaving the scope is left alone, not deleted. */
+static void t_filters(void)
+{
+	struct env *e = env_new("filters", SIDE_SQLITE, SIDE_PG);
+	env_exec(e, 0, SQ_CONTACTS);
+	env_exec(e, 1, PG_CONTACTS);
+	env_exec(e, 0, "INSERT INTO contacts(name,qty,active) VALUES ('a',1,1),('b',2,0),('c',3,1)");
+	env_exec(e, 1, "INSERT INTO contacts(name,qty) VALUES ('x',5),('y',500)");
+	env_task(e, "contacts", "contacts", "contacts", NULL, NULL);
+	struct ts_error err = {0};
+	json_t *doc = ts_store_task_get(e->st, "integ", "contacts", &err);
+	json_object_set_new(doc, "source_filter", json_string("active = true"));
+	json_object_set_new(doc, "target_filter", json_string("qty < 100"));
+	TT_OK(ts_store_task_put(e->st, "integ", "contacts", doc, &err));
+	json_decref(doc);
+	json_t *run = env_run(e, 0);
+	TT_EQ_INT(run_count(run, "contacts", "to_target", "inserted"), 2);
+	TT_EQ_INT(run_count(run, "contacts", "to_source", "inserted"), 1);
+	json_decref(run);
+	TT_EQ_STR(env_q(e, 1, "SELECT string_agg(name, ',' ORDER BY name) FROM contacts"), "a,c,x,y");
+	TT_EQ_STR(env_q(e, 0, "SELECT group_concat(name, ',') FROM (SELECT name FROM contacts ORDER BY name)"), "a,b,c,x");
+	/* a record leaving the scope is not deleted on the other side */
+	env_exec(e, 0, "UPDATE contacts SET active=0, qty=9 WHERE name='a'");
+	run = env_run(e, 0);
+	TT_EQ_INT(run_total(run), 0);
+	json_decref(run);
+	TT_EQ_STR(env_q(e, 1, "SELECT qty FROM contacts WHERE name='a'"), "1");
+	env_free(e);
+}
+
 /* ---- the property test ---- */
 
 static unsigned long long rng_state;
@@ -601,6 +633,7 @@ int main(void)
 	TT_RUN(t_last_sync_time_set);
 	TT_RUN(t_merge_fields);
 	TT_RUN(t_lookups);
+	TT_RUN(t_filters);
 	TT_RUN(t_property_random_ops);
 	return tt_done();
 }

@@ -637,6 +637,11 @@ static const struct expr_case cases[] = {
 
 	/* found by the fuzzer (tests/fuzz/expr_fuzz.c) */
 	{"getdate()", "timestamptz:2024-06-01 12:00:00+00:00"}, /* UB: NULL + 0 with no args */
+	/* a timeout: replace() was quadratic under ASan (memmem per match) */
+	{"len(replace(replicate('a+code', 500000), 'a', replicate('b', 100)))", "int:52500000"},
+	{"findstring(replicate('ab', 100000) + 'abc', 'abc')", "int:200001"},
+	{"findstring(replicate('x', 40) + 'y', replicate('x', 40) + 'y')", "int:1"},
+	{"replace(replicate('xy', 20) + '-', replicate('xy', 20) + '-', 'z')", "text:z"},
 };
 
 static struct ts_expr_ctx base_ctx(void)
