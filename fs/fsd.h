@@ -11,10 +11,11 @@
  *   scratch.c  editor scratch files kept in memory, tombstones (fixed files
  *              hidden while `rm -r` empties a directory), open directories
  *   runner.c   the run queue: one worker thread per running integration,
- *              status text, the `run` control file
+ *              at most max_runs runs at once, status text, the `run`
+ *              control file
  *   notify.c   the errors file, the daemon log, and the notifier thread
  *              that invalidates kernel caches
- *   sched.c    the scheduler thread (schedule.json)
+ *   sched.c    the scheduler thread (schedule.json), failure alerts
  *   fdoc.c     rendering and committing the configuration files (shared
  *              with export/import)
  *   mount.c    the verbs `mount` and `umount`, the main loop
@@ -23,8 +24,9 @@
  * tombstones and open-directory records.  `chklock` guards a second store
  * handle used only to validate documents (a deep check connects to
  * databases and may take seconds; it must not stall `ls`).  The runner has
- * its own `rlock`; the order is lock -> rlock, never the reverse, and no
- * lock is held while a thread blocks on a run.
+ * its own `rlock`, the scheduler its own `slock` (sched.c); the order is
+ * lock -> slock -> rlock, never the reverse, and no lock is held while a
+ * thread blocks on a run.
  */
 #ifndef TS_FS_FSD_H
 #define TS_FS_FSD_H
@@ -57,6 +59,11 @@
  * block in `echo wait > run` at once. */
 #define FSD_MAX_THREADS 64
 #define FSD_MAX_WAITERS 40
+/* Runs going at once over all integrations (--max-runs), and the pause
+ * between two failure alerts of one integration (--alert-cooldown). */
+#define FSD_MAX_RUNS_DEFAULT 4
+#define FSD_MAX_RUNS_LIMIT 256
+#define FSD_ALERT_COOLDOWN_DEFAULT 3600
 
 enum nk {
 	NK_NONE = 0,
@@ -112,6 +119,8 @@ struct irun {
 	char name[FSD_NAME_MAX];
 	enum run_state state;
 	int again;                   /* one more run queued behind the running one */
+	int scheduled;               /* the queued run was started by the schedule */
+	uint64_t ticket;             /* order of queueing: the oldest queued run starts first */
 	volatile sig_atomic_t cancel;
 	int64_t run_id;              /* the running run, 0 before it has one */
 	uint64_t next_seq;           /* number of the next run to start (1, 2, ...) */
@@ -158,6 +167,13 @@ struct fsd {
 	struct irun *runs;
 	int stopping;
 	int waiters;
+	int max_runs;                /* runs at once, all integrations (--max-runs) */
+	int running;                 /* runs going now */
+	uint64_t tickets;
+
+	/* scheduler: failure alerts (--alert-command, --alert-cooldown) */
+	char *alert_cmd;             /* absolute path, or NULL */
+	long alert_cooldown;         /* seconds between two alerts of one integration */
 
 	/* notifier (nlock) */
 	pthread_mutex_t nlock;
@@ -232,6 +248,9 @@ int dirh_has(const char *dir, pid_t pid);
 
 /* runner.c */
 int rn_trigger(const char *integ, int wait);     /* 0 or -errno */
+/* A scheduled run: queued only if the integration is idle.  0 queued, 1 it
+ * runs, 2 a run waits for a free slot (nothing queued then), or -errno. */
+int rn_trigger_scheduled(const char *integ);
 int rn_cancel(const char *integ);
 int rn_busy(const char *integ);                  /* queued or running */
 int rn_rename(const char *from, const char *to);
@@ -245,6 +264,9 @@ int rn_control(const char *integ, const char *text, size_t len); /* `run` file w
 int sched_start(void);
 void sched_stop(void);
 time_t sched_next(const char *integ); /* TS_SCHEDULE_NONE when none */
+/* A run rn_trigger_scheduled queued has ended (rc as rn_trigger's wait);
+ * no lock held.  Failures raise the alert command. */
+void sched_run_ended(const char *integ, int64_t run_id, int rc);
 
 /* notify.c */
 void fsd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

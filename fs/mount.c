@@ -30,6 +30,7 @@ struct fsd *fsd;
 
 static const char mount_usage[] =
 	"usage: tidesync mount MOUNTPOINT [--state FILE-OR-URL] [-f] [--log FILE] [-o OPTIONS]\n"
+	"                      [--max-runs N] [--alert-command PATH] [--alert-cooldown SECONDS]\n"
 	"\n"
 	"Mounts the integrations of the state store at MOUNTPOINT (see tidesync-fs(5)).\n"
 	"  --state LOC   the state store (default: the user's data directory)\n"
@@ -37,6 +38,12 @@ static const char mount_usage[] =
 	"  --log FILE    append the daemon's log to FILE\n"
 	"  -d            also print FUSE's debug trace\n"
 	"  -o OPTIONS    FUSE mount options (such as allow_other)\n"
+	"  --max-runs N  at most N runs at once over all integrations (default 4);\n"
+	"                more wait, queued, for a free slot\n"
+	"  --alert-command PATH\n"
+	"                run PATH INTEGRATION RUN-FILE when a scheduled run fails\n"
+	"  --alert-cooldown SECONDS\n"
+	"                at most one alert per integration in this time (default 3600)\n"
 	"Unmount with `fusermount3 -u MOUNTPOINT` or `tidesync umount MOUNTPOINT`.\n";
 
 static const char umount_usage[] =
@@ -44,12 +51,9 @@ static const char umount_usage[] =
 	"\n"
 	"Unmounts a tidesync mount (fusermount3 -u); -z detaches it lazily.\n";
 
-/* An absolute form of a store location: paths are made absolute because
- * the daemon changes its directory to /. */
-static char *absolute_location(const char *loc)
+/* A relative path made absolute against the current directory. */
+static char *absolute_path(const char *loc)
 {
-	if (strstr(loc, "://") || !strncmp(loc, "file:", 5) || loc[0] == '/')
-		return strdup(loc);
 	char cwd[PATH_MAX];
 	if (!getcwd(cwd, sizeof cwd))
 		return NULL;
@@ -60,12 +64,46 @@ static char *absolute_location(const char *loc)
 	return p;
 }
 
+/* An absolute form of a store location: paths are made absolute because
+ * the daemon changes its directory to /. */
+static char *absolute_location(const char *loc)
+{
+	if (strstr(loc, "://") || !strncmp(loc, "file:", 5) || loc[0] == '/')
+		return strdup(loc);
+	return absolute_path(loc);
+}
+
 static int fail(const char *fmt, const char *arg)
 {
 	fprintf(stderr, "tidesync: ");
 	fprintf(stderr, fmt, arg);
 	fputc('\n', stderr);
 	return 1;
+}
+
+/* Why the alert command cannot be run, or NULL: it is run with execv(),
+ * so it must be an executable file, not a name to look up in PATH. */
+static const char *alert_problem(const char *path)
+{
+	struct stat sb;
+	if (!*path || stat(path, &sb))
+		return "no such file";
+	if (!S_ISREG(sb.st_mode))
+		return "not a regular file";
+	if (access(path, X_OK))
+		return "not executable";
+	return NULL;
+}
+
+/* A whole decimal number from lo to hi, or -1. */
+static long number_arg(const char *text, long lo, long hi)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(text, &end, 10);
+	if (errno || end == text || *end || text[0] == '-' || text[0] == '+' || v < lo || v > hi)
+		return -1;
+	return v;
 }
 
 static void fsd_free(struct fsd *d)
@@ -78,6 +116,7 @@ static void fsd_free(struct fsd *d)
 	free(d->errbuf);
 	free(d->location);
 	free(d->mountpoint);
+	free(d->alert_cmd);
 	if (d->log_fd > 2)
 		close(d->log_fd);
 	pthread_mutex_destroy(&d->lock);
@@ -115,7 +154,9 @@ int ts_cmd_mount(const struct ts_cli *cli, int argc, char **argv)
 {
 	const char *mnt = NULL, *state = cli ? cli->state : NULL, *logfile = NULL;
 	const char *opts = NULL;
+	const char *alert = NULL, *max_runs = NULL, *cooldown = NULL, *why;
 	int foreground = 0, debug = 0, rc = 1;
+	long nmax = FSD_MAX_RUNS_DEFAULT, ncool = FSD_ALERT_COOLDOWN_DEFAULT;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse *fuse = NULL;
 	struct fuse_loop_config *lcfg = NULL;
@@ -143,6 +184,18 @@ int ts_cmd_mount(const struct ts_cli *cli, int argc, char **argv)
 			logfile = a + 6;
 		} else if (!strcmp(a, "-o") && i + 1 < argc) {
 			opts = argv[++i];
+		} else if (!strcmp(a, "--max-runs") && i + 1 < argc) {
+			max_runs = argv[++i];
+		} else if (!strncmp(a, "--max-runs=", 11)) {
+			max_runs = a + 11;
+		} else if (!strcmp(a, "--alert-command") && i + 1 < argc) {
+			alert = argv[++i];
+		} else if (!strncmp(a, "--alert-command=", 16)) {
+			alert = a + 16;
+		} else if (!strcmp(a, "--alert-cooldown") && i + 1 < argc) {
+			cooldown = argv[++i];
+		} else if (!strncmp(a, "--alert-cooldown=", 17)) {
+			cooldown = a + 17;
 		} else if (a[0] == '-' && a[1]) {
 			fprintf(stderr, "tidesync: mount: unknown option '%s'\n%s", a, mount_usage);
 			return 2;
@@ -156,6 +209,22 @@ int ts_cmd_mount(const struct ts_cli *cli, int argc, char **argv)
 	}
 	if (!mnt) {
 		fputs(mount_usage, stderr);
+		return 2;
+	}
+	if (max_runs && (nmax = number_arg(max_runs, 1, FSD_MAX_RUNS_LIMIT)) < 0) {
+		fprintf(stderr,
+			"tidesync: mount: --max-runs '%s': expected a number from 1 to %d\n",
+			max_runs, FSD_MAX_RUNS_LIMIT);
+		return 2;
+	}
+	if (cooldown && (ncool = number_arg(cooldown, 0, 366L * 86400)) < 0) {
+		fprintf(stderr, "tidesync: mount: --alert-cooldown '%s': expected seconds "
+				"from 0 to 31622400\n",
+			cooldown);
+		return 2;
+	}
+	if (alert && (why = alert_problem(alert)) != NULL) {
+		fprintf(stderr, "tidesync: mount: --alert-command '%s': %s\n", alert, why);
 		return 2;
 	}
 	if (!realpath(mnt, real))
@@ -179,6 +248,13 @@ int ts_cmd_mount(const struct ts_cli *cli, int argc, char **argv)
 	fsd->uid = getuid();
 	fsd->gid = getgid();
 	fsd->mountpoint = strdup(real);
+	fsd->max_runs = (int)nmax;
+	fsd->alert_cooldown = ncool;
+	/* absolute: the daemon changes its directory to / */
+	if (alert && !(fsd->alert_cmd = alert[0] == '/' ? strdup(alert) : absolute_path(alert))) {
+		fail("%s", "out of memory");
+		goto out;
+	}
 	if (state) {
 		fsd->location = absolute_location(state);
 	} else {

@@ -12,6 +12,12 @@
  * `echo wait > run` knows which run it waits for and reads that run's
  * result even when later runs have ended since.
  *
+ * At most fsd->max_runs runs go at once over all integrations (manual and
+ * scheduled alike: the limit protects the machine and the databases).  A
+ * queued run whose worker finds no free slot waits, in the order runs were
+ * queued (ticket), and the integration stays "queued" meanwhile.  Runs the
+ * scheduler queued report their end to sched_run_ended() (failure alerts).
+ *
  * Stopping (unmount, SIGTERM): every running run is asked to cancel at its
  * next safe point, queued runs are dropped, and rn_stop_all() waits for
  * the workers, so the run documents say "canceled" rather than being left
@@ -86,8 +92,9 @@ static void invalidate_after_run(const char *name)
 	}
 }
 
-/* One run; returns 0, -EIO (failed) or -ECANCELED. */
-static int do_run(struct irun *ir, const char *name)
+/* One run; returns 0, -EIO (failed) or -ECANCELED; *idp gets its id (0
+ * when the run could not even be recorded). */
+static int do_run(struct irun *ir, const char *name, int64_t *idp)
 {
 	struct ts_error err = {0};
 	struct ts_store *st = NULL;
@@ -121,7 +128,28 @@ static int do_run(struct irun *ir, const char *name)
 		rc = -EIO;
 	}
 	ts_store_close(st);
+	*idp = run_id;
 	return rc;
+}
+
+/* May ir's queued run start now?  A free slot, and no run queued before it
+ * still waiting (rlock held). */
+static int slot_free(const struct irun *ir)
+{
+	int max = fsd->max_runs > 0 ? fsd->max_runs : FSD_MAX_RUNS_DEFAULT;
+	if (fsd->running >= max)
+		return 0;
+	for (const struct irun *o = fsd->runs; o; o = o->next)
+		if (o != ir && o->state == RS_QUEUED && o->thread_live && o->ticket < ir->ticket)
+			return 0;
+	return 1;
+}
+
+/* rlock held */
+static void enqueue(struct irun *ir)
+{
+	ir->state = RS_QUEUED;
+	ir->ticket = ++fsd->tickets;
 }
 
 static void *worker(void *arg)
@@ -130,9 +158,19 @@ static void *worker(void *arg)
 	char name[FSD_NAME_MAX];
 
 	pthread_mutex_lock(&fsd->rlock);
-	while (ir->state == RS_QUEUED && !fsd->stopping) {
+	for (;;) {
+		while (ir->state == RS_QUEUED && !fsd->stopping && !slot_free(ir))
+			pthread_cond_wait(&fsd->rcond, &fsd->rlock);
+		if (ir->state != RS_QUEUED || fsd->stopping)
+			break;
 		uint64_t seq = ir->next_seq++;
+		int scheduled = ir->scheduled;
+		int64_t run_id = 0;
+		ir->scheduled = 0;
 		ir->state = RS_RUNNING;
+		fsd->running++;
+		/* the runs queued after this one wait for it to leave the queue */
+		pthread_cond_broadcast(&fsd->rcond);
 		ir->cancel = 0;
 		ir->run_id = 0;
 		ir->p_task[0] = ir->p_phase[0] = '\0';
@@ -142,22 +180,26 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&fsd->rlock);
 
 		invalidate_after_run(name);
-		int rc = do_run(ir, name);
+		int rc = do_run(ir, name, &run_id);
 
 		pthread_mutex_lock(&fsd->rlock);
+		fsd->running--;
 		ir->results[seq % 16] = rc;
 		ir->done_seq = seq;
 		ir->run_id = 0;
 		if (ir->again && !fsd->stopping) {
 			ir->again = 0;
-			ir->state = RS_QUEUED;
+			enqueue(ir);
 		} else {
 			ir->again = 0;
 			ir->state = RS_IDLE;
 		}
+		/* wakes `echo wait` writers and the runs waiting for a slot */
 		pthread_cond_broadcast(&fsd->rcond);
 		pthread_mutex_unlock(&fsd->rlock);
 		invalidate_after_run(name);
+		if (scheduled)
+			sched_run_ended(name, run_id, rc);
 		pthread_mutex_lock(&fsd->rlock);
 	}
 	if (ir->state == RS_QUEUED)
@@ -209,7 +251,7 @@ int rn_trigger(const char *integ, int wait)
 	}
 	switch (ir->state) {
 	case RS_IDLE:
-		ir->state = RS_QUEUED;
+		enqueue(ir);
 		if ((rc = start_worker(ir)) != 0) {
 			ir->state = RS_IDLE;
 			goto out;
@@ -265,6 +307,33 @@ out:
 	return rc;
 }
 
+int rn_trigger_scheduled(const char *integ)
+{
+	int rc;
+
+	pthread_mutex_lock(&fsd->rlock);
+	struct irun *ir = get(integ);
+	if (!ir) {
+		rc = -ENOMEM;
+	} else if (fsd->stopping) {
+		rc = -ESHUTDOWN;
+	} else if (ir->state == RS_RUNNING) {
+		rc = 1;
+	} else if (ir->state == RS_QUEUED) {
+		rc = 2;
+	} else {
+		enqueue(ir);
+		ir->scheduled = 1;
+		if ((rc = start_worker(ir)) != 0) {
+			ir->state = RS_IDLE;
+			ir->scheduled = 0;
+		}
+		pthread_cond_broadcast(&fsd->rcond);
+	}
+	pthread_mutex_unlock(&fsd->rlock);
+	return rc;
+}
+
 int rn_cancel(const char *integ)
 {
 	pthread_mutex_lock(&fsd->rlock);
@@ -275,8 +344,10 @@ int rn_cancel(const char *integ)
 		ir->again = 0;
 		/* A queued run that has not started is dropped: the worker
 		 * sees it idle and ends. */
-		if (ir->state == RS_QUEUED)
+		if (ir->state == RS_QUEUED) {
 			ir->state = RS_IDLE;
+			ir->scheduled = 0;
+		}
 		pthread_cond_broadcast(&fsd->rcond);
 	}
 	pthread_mutex_unlock(&fsd->rlock);
