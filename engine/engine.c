@@ -28,12 +28,16 @@
  */
 #include "tidesync/engine.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine_int.h"
 #include "tidesync/config.h"
@@ -2205,6 +2209,44 @@ static int run_task(struct run *r, const char *tn, int pass, const char *last_sy
 	return rc;
 }
 
+/*
+ * One run of an integration at a time, across processes (the daemon and
+ * `tidesync run` on the same store): an flock() on a file beside the state
+ * store, named by the integration's stable id.  The kernel drops it when
+ * the process dies, so a killed run never leaves it held.  Returns the fd,
+ * or -1 with err (TS_EBUSY when another process runs it).
+ */
+static int lock_integration(struct ts_store *st, const char *name, struct ts_error *err)
+{
+	const char *loc = ts_store_location(st);
+	int64_t id = ts_store_integration_id(st, name, err);
+	if (id <= 0)
+		return -1;
+	if (!loc || strncmp(loc, "file:", 5) == 0 || strstr(loc, "://"))
+		return -2; /* not a plain file: no lock file beside it */
+	size_t n = strlen(loc) + 64;
+	char *path = malloc(n);
+	if (!path)
+		return ts_error_set(err, TS_ENOMEM, "out of memory");
+	snprintf(path, n, "%s.run-%" PRId64 ".lock", loc, id);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ts_error_set(err, TS_EIO, "cannot open the run lock %s: %s", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	free(path);
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		close(fd);
+		if (e == EWOULDBLOCK)
+			return ts_error_set(err, TS_EBUSY,
+					    "integration '%s' is being run by another process", name);
+		return ts_error_set(err, TS_EIO, "cannot lock the run lock: %s", strerror(e));
+	}
+	return fd;
+}
+
 int ts_engine_run(struct ts_store *st, const struct ts_run_opts *opts, int64_t *run_id,
 		  struct ts_error *err)
 {
@@ -2219,8 +2261,15 @@ int ts_engine_run(struct ts_store *st, const struct ts_run_opts *opts, int64_t *
 
 	if (!(r.integ = ts_store_integration_get(st, r.integration, err)))
 		return -1;
+	int lockfd = lock_integration(st, r.integration, err);
+	if (lockfd == -1) {
+		json_decref(r.integ);
+		return -1;
+	}
 	if (ts_store_run_begin(st, r.integration, &r.run_id, err)) {
 		json_decref(r.integ);
+		if (lockfd >= 0)
+			close(lockfd);
 		return -1;
 	}
 	if (run_id)
@@ -2316,6 +2365,8 @@ out:
 	json_decref(r.doc);
 	json_decref(r.integ);
 	json_decref(r.task_ids);
+	if (lockfd >= 0)
+		close(lockfd); /* releases the lock */
 	return ret;
 }
 

@@ -102,9 +102,42 @@ static void t_crash_incremental(void)
 	scenario(cur_fp, 0);
 }
 
+/* Two runs of one integration at once: the second is refused (EBUSY), the
+ * first completes; nothing is paired twice. */
+static void t_concurrent_run_refused(void)
+{
+	struct env *e = env_new("concurrent", SIDE_SQLITE, SIDE_PG);
+	env_exec(e, 0, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)");
+	env_exec(e, 1, "CREATE TABLE t (id bigserial PRIMARY KEY, name text, qty integer)");
+	env_exec(e, 0, "INSERT INTO t(name, qty) VALUES ('a', 1), ('b', 2)");
+	env_task(e, "t", "t", "t", NULL, NULL);
+	const char *bin = getenv("TIDESYNC");
+	TT_ASSERTF(bin && *bin, "TIDESYNC is not set");
+	char cmd[2048];
+	snprintf(cmd, sizeof cmd,
+		 "TIDESYNC_FAILPOINT=task_start=sleep:3 '%s' --state '%s' run integ >'%s/slow.log' 2>&1 &"
+		 " echo $! > '%s/slow.pid'",
+		 bin, e->state, e->dir, e->dir);
+	TT_EQ_INT(system(cmd), 0);
+	usleep(1000 * 1000); /* the slow run holds the lock, sleeping before its task */
+	struct ts_error err = {0};
+	struct ts_run_opts o = {.integration = "integ"};
+	TT_EQ_INT(ts_engine_run(e->st, &o, NULL, &err), -1);
+	TT_EQ_INT(err.code, TS_EBUSY);
+	TT_ASSERTF(strstr(err.msg, "another process"), "%s", err.msg);
+	snprintf(cmd, sizeof cmd, "while kill -0 $(cat '%s/slow.pid') 2>/dev/null; do sleep 0.2; done", e->dir);
+	TT_EQ_INT(system(cmd), 0);
+	TT_EQ_STR(env_q(e, 1, "SELECT count(*) FROM t"), "2");
+	json_t *run = env_run(e, 0); /* and now it may run again */
+	TT_EQ_INT(run_total(run), 0);
+	json_decref(run);
+	env_free(e);
+}
+
 int main(void)
 {
 	ts_connectors_register_builtin();
+	TT_RUN(t_concurrent_run_refused);
 	for (size_t i = 0; i < sizeof failpoints / sizeof *failpoints; i++) {
 		cur_fp = failpoints[i];
 		fprintf(stderr, "failpoint %s\n", cur_fp);
