@@ -121,7 +121,8 @@ struct task {
 	struct queue q[2];     /* q[d]: writes of direction d */
 	struct inflight fl[2]; /* fl[d]: the batch of direction d being written */
 	int hold[2];           /* hold[d]: queue, do not write (the connection is busy reading) */
-	size_t batch;          /* records a batch */
+	size_t batch;          /* records a batch now (grows to batch_max) */
+	size_t batch_max;
 	json_t *match_on;
 	struct ts_row *m, *row2, *tmp_in, *tmp_out;
 	char tag[2][64];
@@ -646,6 +647,10 @@ static int flush_start(struct task *t, int d, struct ts_error *err)
 	f->rc = 0;
 	ts_error_clear(&f->err);
 	f->active = 1;
+	/* Batches start small so that even a short run overlaps reading and
+	 * writing, and grow to the full size for bulk work. */
+	if (t->batch < t->batch_max)
+		t->batch = t->batch * 2 < t->batch_max ? t->batch * 2 : t->batch_max;
 	f->threaded = pthread_create(&f->th, NULL, apply_worker, f) == 0;
 	if (!f->threaded)
 		apply_worker(f); /* no thread: write in this one */
@@ -2167,7 +2172,8 @@ static void finish_doc(struct run *r, const char *result, const struct ts_error 
 static int run_task(struct run *r, const char *tn, int pass, const char *last_sync,
 		    int init_tracking, int64_t *deferred, struct ts_error *terr)
 {
-	struct task t = {.run = r, .pass = pass, .batch = batch_size()};
+	struct task t = {.run = r, .pass = pass, .batch_max = batch_size()};
+	t.batch = getenv("TIDESYNC_BATCH_SIZE") || t.batch_max < 250 ? t.batch_max : 250;
 	ts_failpoint("task_start");
 	r->cur_task = tn;
 	t.name = strdup(tn);
