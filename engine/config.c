@@ -1123,42 +1123,12 @@ json_t *ts_config_default_schedule(void)
 
 int ts_config_parse_duration(const char *text, long long *seconds)
 {
-	long long v = 0;
-	size_t i = 0;
-	if (!text)
-		return -1;
-	while (isdigit((unsigned char)text[i]) && i < 9)
-		v = v * 10 + (text[i++] - '0');
-	if (i == 0 || !text[i] || text[i + 1])
-		return -1;
-	switch (text[i]) {
-	case 's': break;
-	case 'm': v *= 60; break;
-	case 'h': v *= 3600; break;
-	case 'd': v *= 86400; break;
-	default: return -1;
-	}
-	if (v <= 0)
-		return -1;
-	if (seconds)
-		*seconds = v;
-	return 0;
+	return ts_schedule_parse_interval(text, seconds);
 }
 
 int ts_config_parse_hhmm(const char *text, int *minutes)
 {
-	if (!text || strlen(text) != 5 || text[2] != ':')
-		return -1;
-	for (int i = 0; i < 5; i++)
-		if (i != 2 && !isdigit((unsigned char)text[i]))
-			return -1;
-	int h = (text[0] - '0') * 10 + (text[1] - '0');
-	int m = (text[3] - '0') * 10 + (text[4] - '0');
-	if (h > 23 || m > 59)
-		return -1;
-	if (minutes)
-		*minutes = h * 60 + m;
-	return 0;
+	return ts_schedule_parse_hhmm(text, minutes);
 }
 
 int ts_config_check_schedule(const json_t *doc, const char *where, struct ts_error *err)
