@@ -138,7 +138,8 @@ int main(void)
 {
 	ts_connectors_register_builtin();
 	TT_RUN(t_concurrent_run_refused);
-	for (size_t i = 0; i < sizeof failpoints / sizeof *failpoints; i++) {
+	/* volatile: TT_RUN setjmp()s inside this loop */
+	for (volatile size_t i = 0; i < sizeof failpoints / sizeof *failpoints; i++) {
 		cur_fp = failpoints[i];
 		fprintf(stderr, "failpoint %s\n", cur_fp);
 		TT_RUN(t_crash_first_run);
