@@ -112,7 +112,7 @@ struct task {
 	struct ts_row *fres;   /* a filter's result */
 	int full;              /* first run for this task: read everything */
 	int reconcile[2];      /* a side was emptied (TRUNCATE): missing pairs are deletes */
-	int64_t npairs;        /* pairs at the start of the task */
+	int64_t npairs;        /* 1 if the task had pairs at its start, else 0 */
 	int has_failures[2];
 	struct counts cnt[2];  /* [0] to_target, [1] to_source */
 	int64_t conflicts;
@@ -135,7 +135,7 @@ struct task {
 	size_t nvals_override;
 	struct ts_row *cv, *mt, *m1, *m2, *nrow; /* scratch rows of matching and merging */
 	int64_t records;
-	struct timespec last_progress;
+	struct timespec last_progress, trace_t0;
 };
 
 struct run {
@@ -157,6 +157,11 @@ struct run {
 
 /* ---------------------------------------------------------------- utils */
 
+/* TIDESYNC_TRACE=1: the time each phase of a task took, on stderr (for
+ * finding where a run spends its time). */
+static void trace(struct task *t, const char *what);
+
+
 static void iso_now(char *buf, size_t n)
 {
 	struct timespec ts;
@@ -169,6 +174,23 @@ static void iso_now(char *buf, size_t n)
 static int canceled(struct run *r)
 {
 	return r->opts->cancel && *r->opts->cancel;
+}
+
+static void trace(struct task *t, const char *what)
+{
+	static int on = -1;
+	if (on < 0)
+		on = getenv("TIDESYNC_TRACE") && *getenv("TIDESYNC_TRACE") == '1';
+	if (!on)
+		return;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (t->trace_t0.tv_sec == 0 && t->trace_t0.tv_nsec == 0)
+		t->trace_t0 = now;
+	double ms = (double)(now.tv_sec - t->trace_t0.tv_sec) * 1e3 +
+		    (double)(now.tv_nsec - t->trace_t0.tv_nsec) / 1e6;
+	fprintf(stderr, "tidesync: trace: %s: %.1f ms: %s (%" PRId64 " records)\n", t->name, ms,
+		what, t->records);
 }
 
 static void progress(struct task *t, const char *phase, int force)
@@ -1585,7 +1607,12 @@ static int apply_deletes(struct task *t, struct ts_error *err)
 		return 0;
 	json_t *mdp = json_object_get(r->integ, "max_delete_percent");
 	double pct = mdp ? json_number_value(mdp) : 50;
-	int64_t total = t->npairs > 0 ? t->npairs : 1;
+	/* the task's records: its pairs now, before any delete */
+	int64_t total = ts_store_pair_count(r->st, t->id, err);
+	if (total < 0)
+		return -1;
+	if (total == 0)
+		total = 1;
 	for (int s = 0; s < 2; s++) {
 		int64_t n = s == 0 ? del_src : del_tgt;
 		if (n && (double)n * 100.0 > pct * (double)total)
@@ -1614,11 +1641,13 @@ struct jrec {
 	struct task *t;
 	int d;
 	struct ts_error *err;
+	size_t n; /* entries read */
 };
 
 static int journal_cb(void *ud, const char *origin, const char *new_key)
 {
 	struct jrec *j = ud;
+	j->n++;
 	struct ts_pair p = {0};
 	int recv = 1 - j->d;
 	int found = ts_store_pair_get(j->t->run->st, j->t->id, recv, new_key, &p, j->err);
@@ -1757,15 +1786,17 @@ static int recover(struct task *t, struct ts_error *err)
 		}
 		/* Inserted keys journaled by the receiving database. */
 		if (rs->ops->caps & TS_CAP_JOURNAL) {
-			struct jrec j = {t, d, err};
+			struct jrec j = {t, d, err, 0};
 			if (ts_store_begin(r->st, err))
 				return -1;
 			if (rs->ops->journal_read(rs->conn, t->tag[d], journal_cb, &j, err)) {
 				ts_store_rollback(r->st);
 				return -1;
 			}
+			/* (clearing is a write transaction on the user's database:
+			 * only when there is something to clear) */
 			if (ts_store_commit(r->st, err) ||
-			    rs->ops->journal_clear(rs->conn, t->tag[d], err))
+			    (j.n && rs->ops->journal_clear(rs->conn, t->tag[d], err)))
 				return -1;
 		}
 	}
@@ -1843,6 +1874,7 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 	int ret = -1;
 	const char *obj[2] = {json_string_value(json_object_get(t->doc, "source_object")),
 			      json_string_value(json_object_get(t->doc, "target_object"))};
+	trace(t, "start");
 
 	for (int s = 0; s < 2; s++) {
 		if (!obj[s] || !*obj[s]) {
@@ -1856,6 +1888,7 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 			goto out;
 		}
 	}
+	trace(t, "described");
 	int auto_map = mapping_is_default(t->mapping);
 	if (map_compile(&t->map[0], json_object_get(t->mapping, "to_target"), auto_map, t->sch[0],
 			t->sch[1], "mapping.json", "to_target", err) ||
@@ -1929,7 +1962,9 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 	snprintf(t->tag[1], sizeof t->tag[1], "ts%" PRId64 ":to_source", t->id);
 	if (spool_reset(r->sp, err) || recover(t, err))
 		goto out;
-	t->npairs = ts_store_pair_count(r->st, t->id, err);
+	/* (whether there are any: a count of a million pairs is not free, and
+	 * is needed only when there are deletes) */
+	t->npairs = ts_store_pair_any(r->st, t->id, err);
 	if (t->npairs < 0)
 		goto out;
 	for (int s = 0; s < 2; s++) {
@@ -1938,6 +1973,7 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 		t->has_failures[s] = json_array_size(failed[s]) > 0;
 	}
 
+	trace(t, "tracking checked, watermarks taken, recovered");
 	/* Phase A: the target's changes into the spool. */
 	progress(t, "reading target", 1);
 	struct side *tg = &r->side[1], *sr = &r->side[0];
@@ -1952,6 +1988,7 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 	if (rc)
 		goto out;
 
+	trace(t, "phase A read the target");
 	/* Phase B: the source's changes, against the target's.  Writes to the
 	 * source (merged conflicts) wait: its connection is streaming the read. */
 	progress(t, "reading source", 1);
@@ -1961,6 +1998,7 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 		     : sr->ops->read_changes(sr->conn, t->sch[0], since[0], phase_b_cb, t, err);
 	if (!rc && t->reconcile[0] && !t->full)
 		rc = sr->ops->read_all(sr->conn, t->sch[0], phase_b_cb, t, err);
+	trace(t, "phase B read the source");
 	if (!rc)
 		rc = flush(t, 0, err);
 	if (!rc)
@@ -2004,6 +2042,7 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 			goto out;
 	}
 
+	trace(t, "phase B read the source and wrote the target");
 	/* Phase C: what is left of the target's changes goes to the source. */
 	progress(t, "writing source", 1);
 	if (spool_foreach(r->sp, 1, phase_c_cb, t, err) || flush(t, 1, err))
@@ -2012,6 +2051,7 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 	if (apply_deletes(t, err))
 		goto out;
 
+	trace(t, "phase C and deletes");
 	ts_failpoint("before_watermark");
 	/* The task is complete: advance its watermarks, all or nothing. */
 	if (ts_store_begin(r->st, err))
@@ -2024,6 +2064,7 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 	}
 	if (ts_store_commit(r->st, err))
 		goto out;
+	trace(t, "watermarks stored");
 	ret = 0;
 out:
 	for (int s = 0; s < 2; s++) {

@@ -159,6 +159,7 @@ enum stmt_id {
 	S_PAIR_GET_TGT,
 	S_PAIR_PUT,
 	S_PAIR_REHASH,
+	S_PAIR_ANY,
 	S_PAIR_DEL_SRC,
 	S_PAIR_DEL_TGT,
 	S_PAIR_COUNT,
@@ -225,6 +226,7 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_PAIR_PUT] = "INSERT OR REPLACE INTO pairs"
 		       " (task_id, src_key, tgt_key, h_to_tgt, h_to_src, vals)"
 		       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_PAIR_ANY] = "SELECT 1 FROM pairs WHERE task_id = ?1 LIMIT 1",
 	[S_PAIR_REHASH] = "UPDATE pairs SET h_to_tgt = ?4, h_to_src = ?5, vals = ?6"
 			  " WHERE task_id = ?1 AND src_key = ?2 AND tgt_key = ?3",
 	[S_PAIR_DEL_SRC] = "DELETE FROM pairs WHERE task_id = ?1 AND src_key = ?2",
@@ -1642,7 +1644,7 @@ int ts_store_pairs_put(struct ts_store *st, int64_t task_id, const struct ts_pai
 }
 
 int ts_store_pairs_rehash(struct ts_store *st, int64_t task_id, const struct ts_pair *pairs,
-			   size_t n, struct ts_error *err)
+			  size_t n, struct ts_error *err)
 {
 	sqlite3_stmt *s = stmt(st, S_PAIR_REHASH, err);
 	if (!s)
@@ -1680,6 +1682,19 @@ int ts_store_pair_delete(struct ts_store *st, int64_t task_id, int side, const c
 	sqlite3_bind_int64(s, 1, task_id);
 	bind_key(s, 2, key);
 	return step_done(st, s, err, "cannot delete a pair");
+}
+
+int ts_store_pair_any(struct ts_store *st, int64_t task_id, struct ts_error *err)
+{
+	sqlite3_stmt *s = stmt(st, S_PAIR_ANY, err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, task_id);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : db_fail(st, err, "cannot read the pairs");
 }
 
 int64_t ts_store_pair_count(struct ts_store *st, int64_t task_id, struct ts_error *err)

@@ -145,6 +145,8 @@ int ts_store_pairs_rehash(struct ts_store *st, int64_t task_id, const struct ts_
 int ts_store_pair_delete(struct ts_store *st, int64_t task_id, int side, const char *key,
 			 struct ts_error *err);
 int64_t ts_store_pair_count(struct ts_store *st, int64_t task_id, struct ts_error *err);
+/* 1 if the task has any pair, 0 if none, -1 on error (cheap, unlike a count). */
+int ts_store_pair_any(struct ts_store *st, int64_t task_id, struct ts_error *err);
 /* Calls cb for every pair of the task (cb returns non-zero to stop). */
 int ts_store_pair_foreach(struct ts_store *st, int64_t task_id,
 			  int (*cb)(void *ud, const struct ts_pair *p), void *ud,
