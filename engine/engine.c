@@ -1029,7 +1029,7 @@ static int merge_conflict(struct task *t, const char *src_key, const struct ts_p
 			  const struct ts_row *src, const struct ts_row *tgt, struct ts_error *err)
 {
 	struct map_dir *mt_dir = &t->map[0], *ms_dir = &t->map[1];
-	struct ts_row *vt = t->nrow, *vs = t->cv;
+	struct ts_row *vt = t->nrow;
 	char *sc = NULL, *tc = NULL;
 	json_t *fields = NULL, *losing = NULL;
 	int ret = -1;
@@ -1042,7 +1042,6 @@ static int merge_conflict(struct task *t, const char *src_key, const struct ts_p
 		ts_row_free(vs_copy);
 		return 0;
 	}
-	(void)vs;
 	/* m = to_target(source) is in t->m; the target's side: */
 	struct ts_error e2 = {0};
 	if (map_dir_row(t, 1, tgt, t->mt, &e2)) {
@@ -1068,7 +1067,7 @@ static int merge_conflict(struct task *t, const char *src_key, const struct ts_p
 	 * changed keeps the target's value. */
 	if (ts_row_resize(t->m1, mt_dir->n))
 		goto oom;
-	int target_changes = 0, source_changes = 0;
+	int source_changes = 0;
 	for (size_t i = 0; i < mt_dir->n; i++) {
 		const struct map_entry *e = &mt_dir->e[i];
 		int src_changed = !ts_value_equal(&t->m->v[i], &vt->v[i]);
@@ -1078,8 +1077,6 @@ static int merge_conflict(struct task *t, const char *src_key, const struct ts_p
 				ts_row_set_value(t->m1, i, &t->m->v[i]);
 		} else {
 			ts_row_set_value(t->m1, i, &t->m->v[i]);
-			if (src_changed)
-				target_changes = 1;
 		}
 		if (src_changed && tgt_changed) {
 			json_array_append_new(fields, json_string(e->recv_name));
@@ -1164,7 +1161,6 @@ static int merge_conflict(struct task *t, const char *src_key, const struct ts_p
 				ret = 1;
 		}
 	}
-	(void)target_changes;
 	ts_row_free(ns);
 	ts_row_free(nt);
 	ts_row_free(tt);
