@@ -142,6 +142,17 @@ static const char *const migrations[] = {
 	"DROP TABLE pairs;"
 	"ALTER TABLE pairs_v3 RENAME TO pairs;"
 	"CREATE UNIQUE INDEX pairs_tgt ON pairs (task_id, tgt_key);",
+	/* 3 -> 4: the newest hashes and vals of pairs whose row in pairs is
+	 * older (see "pair delta" below). */
+	"CREATE TABLE pair_delta ("
+	"  task_id INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,"
+	"  src_key NOT NULL,"
+	"  tgt_key NOT NULL,"
+	"  h_to_tgt INTEGER NOT NULL,"
+	"  h_to_src INTEGER NOT NULL,"
+	"  vals BLOB,"
+	"  PRIMARY KEY (task_id, src_key)"
+	") WITHOUT ROWID;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == TS_STORE_SCHEMA_VERSION,
@@ -150,6 +161,7 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == TS_STORE_SCHEMA_VERSI
 /* Every statement the store runs more than once, prepared on first use. */
 enum stmt_id {
 	S_BEGIN,
+	S_BEGIN_READ,
 	S_COMMIT,
 	S_ROLLBACK,
 	S_SAVEPOINT,
@@ -164,6 +176,12 @@ enum stmt_id {
 	S_PAIR_DEL_TGT,
 	S_PAIR_COUNT,
 	S_PAIRS_CLEAR,
+	S_DELTA_ANY,
+	S_DELTA_COUNT,
+	S_DELTA_DEL_SRC,
+	S_DELTA_DEL_TGT,
+	S_DELTA_FOLD,
+	S_DELTA_CLEAR,
 	S_WM_GET,
 	S_WM_SET,
 	S_WM_DEL,
@@ -212,27 +230,46 @@ enum stmt_id {
 	S_COUNT
 };
 
+/* A pair as it stands: its row in pairs, overlaid by its row in pair_delta. */
+#define PAIR_SELECT                                                                      \
+	"SELECT p.src_key, p.tgt_key, coalesce(d.h_to_tgt, p.h_to_tgt),"                 \
+	" coalesce(d.h_to_src, p.h_to_src),"                                             \
+	" CASE WHEN d.task_id IS NULL THEN p.vals ELSE d.vals END"                       \
+	" FROM pairs AS p LEFT JOIN pair_delta AS d"                                     \
+	" ON d.task_id = p.task_id AND d.src_key = p.src_key AND d.tgt_key = p.tgt_key"
+
 static const char *const stmt_sql[S_COUNT] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_BEGIN_READ] = "BEGIN",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
 	[S_SAVEPOINT] = "SAVEPOINT ts_store",
 	[S_RELEASE] = "RELEASE ts_store",
 	[S_ROLLBACK_TO] = "ROLLBACK TO ts_store",
-	[S_PAIR_GET_SRC] = "SELECT src_key, tgt_key, h_to_tgt, h_to_src, vals FROM pairs"
-			   " WHERE task_id = ?1 AND src_key = ?2",
-	[S_PAIR_GET_TGT] = "SELECT src_key, tgt_key, h_to_tgt, h_to_src, vals FROM pairs"
-			   " WHERE task_id = ?1 AND tgt_key = ?2",
+	[S_PAIR_GET_SRC] = PAIR_SELECT " WHERE p.task_id = ?1 AND p.src_key = ?2",
+	[S_PAIR_GET_TGT] = PAIR_SELECT " WHERE p.task_id = ?1 AND p.tgt_key = ?2",
 	[S_PAIR_PUT] = "INSERT OR REPLACE INTO pairs"
 		       " (task_id, src_key, tgt_key, h_to_tgt, h_to_src, vals)"
 		       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[S_PAIR_ANY] = "SELECT 1 FROM pairs WHERE task_id = ?1 LIMIT 1",
-	[S_PAIR_REHASH] = "UPDATE pairs SET h_to_tgt = ?4, h_to_src = ?5, vals = ?6"
-			  " WHERE task_id = ?1 AND src_key = ?2 AND tgt_key = ?3",
+	[S_PAIR_REHASH] = "INSERT OR REPLACE INTO pair_delta"
+			  " (task_id, src_key, tgt_key, h_to_tgt, h_to_src, vals)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[S_PAIR_DEL_SRC] = "DELETE FROM pairs WHERE task_id = ?1 AND src_key = ?2",
 	[S_PAIR_DEL_TGT] = "DELETE FROM pairs WHERE task_id = ?1 AND tgt_key = ?2",
 	[S_PAIR_COUNT] = "SELECT count(*) FROM pairs WHERE task_id = ?1",
 	[S_PAIRS_CLEAR] = "DELETE FROM pairs WHERE task_id = ?1",
+	[S_DELTA_ANY] = "SELECT 1 FROM pair_delta WHERE task_id = ?1 LIMIT 1",
+	[S_DELTA_COUNT] = "SELECT count(*) FROM pair_delta WHERE task_id = ?1",
+	[S_DELTA_DEL_SRC] = "DELETE FROM pair_delta WHERE task_id = ?1 AND src_key = ?2",
+	[S_DELTA_DEL_TGT] = "DELETE FROM pair_delta WHERE task_id = ?1 AND src_key ="
+			    " (SELECT src_key FROM pairs WHERE task_id = ?1 AND tgt_key = ?2)",
+	/* In the delta's key order: pairs' pages are visited in order, each once. */
+	[S_DELTA_FOLD] = "UPDATE pairs SET h_to_tgt = d.h_to_tgt, h_to_src = d.h_to_src,"
+			 " vals = d.vals FROM pair_delta AS d WHERE d.task_id = ?1"
+			 " AND pairs.task_id = ?1 AND pairs.src_key = d.src_key"
+			 " AND pairs.tgt_key = d.tgt_key",
+	[S_DELTA_CLEAR] = "DELETE FROM pair_delta WHERE task_id = ?1",
 	[S_WM_GET] = "SELECT value FROM watermarks WHERE task_id = ?1 AND side = ?2",
 	[S_WM_SET] = "INSERT OR REPLACE INTO watermarks (task_id, side, value) VALUES (?1, ?2, ?3)",
 	[S_WM_DEL] = "DELETE FROM watermarks WHERE task_id = ?1 AND side = ?2",
@@ -296,11 +333,34 @@ struct ts_store {
 	char *location;
 	int depth;  /* nesting of transactions (ts_store_begin and internal savepoints) */
 	int doomed; /* an inner ts_store_rollback(): the outermost end rolls back */
+	int held;   /* a read snapshot is held for pair lookups (see hold_release) */
 	sqlite3_stmt *stmt[S_COUNT];
 	sqlite3_stmt *pairs_multi; /* ts_store_pairs_put: PAIRS_PER_STMT rows a statement */
+	int64_t fold_rows;         /* DELTA_FOLD_ROWS, or TIDESYNC_DELTA_FOLD for tests */
 };
 
 #define PAIRS_PER_STMT 64
+
+/*
+ * The pair delta.  An incremental run changes the hashes of records spread
+ * over the whole key range; updating them in pairs rewrote one page of its
+ * b-tree per changed record (10,000 changes among a million pairs touch all
+ * of its 9,000 pages, each written to the WAL and again by the checkpoint).
+ * New hashes go to pair_delta instead, a table small enough for its pages to
+ * stay in the cache, and every read of a pair overlays it (PAIR_SELECT).
+ * Once it holds DELTA_FOLD_ROWS rows of a task, one statement folds them
+ * back into pairs in key order, writing each page of pairs once for all the
+ * changes it holds: the log-structured merge idea, bounded.
+ *
+ * A delta row carries both keys and overlays only the pairing it was
+ * written for, so recording one needs no read of pairs (that read was half
+ * the cost) and can never lend its hashes to another pairing.  Functions
+ * that put, delete or clear pairs drop the delta rows of the same src_key,
+ * so a pairing made again later starts from its own hashes.  Nothing is
+ * cached between calls: another process may use the store between two of
+ * ours.
+ */
+#define DELTA_FOLD_ROWS 65536
 
 /* ---- small helpers ---- */
 
@@ -310,9 +370,31 @@ static int db_fail(struct ts_store *st, struct ts_error *err, const char *what)
 			     sqlite3_errmsg(st->db));
 }
 
+/*
+ * The read hold.  Outside a transaction every statement is a transaction of
+ * its own, and starting one in WAL mode costs two locking syscalls and a
+ * look at the WAL index: more than the lookup itself when the engine looks
+ * up a pair per record.  So ts_store_pair_get opens a read transaction and
+ * keeps it for the lookups that follow; any other statement of this handle
+ * ends it first (stmt(), exec_sql(), the functions that prepare their own).
+ * The engine holds the integration's run lock, so no other process changes
+ * the pairs it reads meanwhile, and every run ends with a write (its
+ * record), so the snapshot never outlives the run.
+ */
+static void hold_release(struct ts_store *st)
+{
+	if (!st->held)
+		return;
+	st->held = 0;
+	if (!sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+}
+
 /* The cached statement `id`, reset and ready for binding; NULL with err. */
 static sqlite3_stmt *stmt(struct ts_store *st, enum stmt_id id, struct ts_error *err)
 {
+	if (id != S_PAIR_GET_SRC && id != S_PAIR_GET_TGT)
+		hold_release(st);
 	if (!st->stmt[id] && sqlite3_prepare_v3(st->db, stmt_sql[id], -1,
 						SQLITE_PREPARE_PERSISTENT, &st->stmt[id],
 						NULL) != SQLITE_OK) {
@@ -658,6 +740,7 @@ static int create_private(const char *path, struct ts_error *err)
 
 static int exec_sql(struct ts_store *st, const char *sql, struct ts_error *err)
 {
+	hold_release(st);
 	char *msg = NULL;
 	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
 		ts_error_setk(err, TS_EIO, st->location, NULL, "state store: %s",
@@ -672,6 +755,7 @@ static int exec_sql(struct ts_store *st, const char *sql, struct ts_error *err)
 static int query_int(struct ts_store *st, const char *sql, int64_t *v, int *found,
 		     struct ts_error *err)
 {
+	hold_release(st);
 	sqlite3_stmt *s = NULL;
 	int rc = -1;
 	*v = 0;
@@ -799,6 +883,9 @@ int ts_store_open(const char *location, struct ts_store **out, struct ts_error *
 		ts_error_set(err, TS_ENOMEM, "out of memory");
 		goto out;
 	}
+	/* Tests make the delta fold after a handful of changes. */
+	const char *fold = getenv("TIDESYNC_DELTA_FOLD");
+	st->fold_rows = fold && atoll(fold) > 0 ? atoll(fold) : DELTA_FOLD_ROWS;
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
 		    (uri ? SQLITE_OPEN_URI : 0);
 	if (sqlite3_open_v2(location, &st->db, flags, NULL) != SQLITE_OK) {
@@ -834,6 +921,8 @@ void ts_store_close(struct ts_store *st)
 		return;
 	if (st->depth && st->db && !sqlite3_get_autocommit(st->db))
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	else if (st->db)
+		hold_release(st);
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_finalize(st->pairs_multi);
@@ -1533,11 +1622,73 @@ static int read_pair(sqlite3_stmt *s, struct ts_pair *out)
 	return 0;
 }
 
+/* 1 if the task has delta rows, 0 if none, -1 on error. */
+static int delta_any(struct ts_store *st, int64_t task_id, struct ts_error *err)
+{
+	sqlite3_stmt *s = stmt(st, S_DELTA_ANY, err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, task_id);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : db_fail(st, err, "cannot read the pair delta");
+}
+
+/* Drops the delta row of one pair (id: S_DELTA_DEL_SRC or _TGT). */
+static int delta_drop(struct ts_store *st, int64_t task_id, enum stmt_id id, const char *key,
+		      struct ts_error *err)
+{
+	sqlite3_stmt *s = stmt(st, id, err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, task_id);
+	bind_key(s, 2, key);
+	return step_done(st, s, err, "cannot update the pair delta");
+}
+
+/* Folds the task's delta into pairs once it has grown to DELTA_FOLD_ROWS. */
+static int delta_fold_if_big(struct ts_store *st, int64_t task_id, struct ts_error *err)
+{
+	sqlite3_stmt *s = stmt(st, S_DELTA_COUNT, err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, task_id);
+	int rc = sqlite3_step(s);
+	int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+	sqlite3_reset(s);
+	if (n < 0)
+		return db_fail(st, err, "cannot count the pair delta");
+	if (n < st->fold_rows)
+		return 0;
+	if (tx_begin(st, err))
+		return -1;
+	int r = 0;
+	sqlite3_stmt *f = stmt(st, S_DELTA_FOLD, err), *c = f ? stmt(st, S_DELTA_CLEAR, err) : NULL;
+	if (!c)
+		r = -1;
+	if (!r) {
+		sqlite3_bind_int64(f, 1, task_id);
+		r = step_done(st, f, err, "cannot fold the pair delta");
+	}
+	if (!r) {
+		sqlite3_bind_int64(c, 1, task_id);
+		r = step_done(st, c, err, "cannot fold the pair delta");
+	}
+	return tx_end(st, r, err);
+}
+
 int ts_store_pair_get(struct ts_store *st, int64_t task_id, int side, const char *key,
 		      struct ts_pair *out, struct ts_error *err)
 {
 	if (check_side(side, err))
 		return -1;
+	if (!st->depth && !st->held) {
+		if (exec_id(st, S_BEGIN_READ, err))
+			return -1;
+		st->held = 1;
+	}
 	sqlite3_stmt *s = stmt(st, side ? S_PAIR_GET_TGT : S_PAIR_GET_SRC, err);
 	if (!s)
 		return -1;
@@ -1578,11 +1729,13 @@ int ts_store_pair_put(struct ts_store *st, int64_t task_id, const struct ts_pair
 	int rc = sqlite3_step(s);
 	int ext = sqlite3_extended_errcode(st->db);
 	sqlite3_reset(s);
-	if (rc == SQLITE_DONE)
-		return 0;
-	if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
-		return ts_error_set(err, TS_ENOENT, "task %" PRId64 " does not exist", task_id);
-	return db_fail(st, err, "cannot store a pair");
+	if (rc != SQLITE_DONE) {
+		if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
+			return ts_error_set(err, TS_ENOENT, "task %" PRId64 " does not exist",
+					    task_id);
+		return db_fail(st, err, "cannot store a pair");
+	}
+	return delta_drop(st, task_id, S_DELTA_DEL_SRC, p->src_key, err);
 }
 
 static void bind_pair(sqlite3_stmt *s, int base, int64_t task_id, const struct ts_pair *p)
@@ -1602,6 +1755,7 @@ int ts_store_pairs_put(struct ts_store *st, int64_t task_id, const struct ts_pai
 		       size_t n, struct ts_error *err)
 {
 	size_t i = 0;
+	hold_release(st);
 	for (size_t k = 0; k < n; k++)
 		if (!pairs[k].src_key || !pairs[k].tgt_key)
 			return ts_error_set(err, TS_EINTERNAL, "state store: a pair needs both keys");
@@ -1640,6 +1794,15 @@ int ts_store_pairs_put(struct ts_store *st, int64_t task_id, const struct ts_pai
 	for (; i < n; i++)
 		if (ts_store_pair_put(st, task_id, &pairs[i], err))
 			return -1;
+	/* The chunked ones: a first sync has no delta, so one probe instead of
+	 * a delete per pair (ts_store_pair_put dropped the others' already). */
+	size_t chunked = n - n % PAIRS_PER_STMT;
+	int any = chunked ? delta_any(st, task_id, err) : 0;
+	if (any < 0)
+		return -1;
+	for (size_t k = 0; any && k < chunked; k++)
+		if (delta_drop(st, task_id, S_DELTA_DEL_SRC, pairs[k].src_key, err))
+			return -1;
 	return 0;
 }
 
@@ -1661,20 +1824,25 @@ int ts_store_pairs_rehash(struct ts_store *st, int64_t task_id, const struct ts_
 		else
 			sqlite3_bind_null(s, 6);
 		int rc = sqlite3_step(s);
+		int ext = sqlite3_extended_errcode(st->db);
 		sqlite3_reset(s);
-		if (rc != SQLITE_DONE)
+		if (rc != SQLITE_DONE) {
+			if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
+				return ts_error_set(err, TS_ENOENT, "task %" PRId64 " does not exist",
+						    task_id);
 			return db_fail(st, err, "cannot store pairs");
-		/* not there (or paired differently): a full put */
-		if (sqlite3_changes(st->db) == 0 && ts_store_pair_put(st, task_id, p, err))
-			return -1;
+		}
 	}
-	return 0;
+	return n ? delta_fold_if_big(st, task_id, err) : 0;
 }
 
 int ts_store_pair_delete(struct ts_store *st, int64_t task_id, int side, const char *key,
 			 struct ts_error *err)
 {
 	if (check_side(side, err))
+		return -1;
+	/* the delta row first: by tgt_key it is found through the pair */
+	if (delta_drop(st, task_id, side ? S_DELTA_DEL_TGT : S_DELTA_DEL_SRC, key, err))
 		return -1;
 	sqlite3_stmt *s = stmt(st, side ? S_PAIR_DEL_TGT : S_PAIR_DEL_SRC, err);
 	if (!s)
@@ -1720,8 +1888,12 @@ int ts_store_pair_foreach(struct ts_store *st, int64_t task_id,
 	 * the store, even into another foreach. */
 	sqlite3_stmt *s = NULL;
 	int rc = -1, r;
-	if (sqlite3_prepare_v2(st->db, "SELECT src_key, tgt_key, h_to_tgt, h_to_src FROM pairs"
-				       " WHERE task_id = ?1 ORDER BY src_key",
+	int any = delta_any(st, task_id, err); /* (ends a read hold) */
+	if (any < 0)
+		return -1;
+	if (sqlite3_prepare_v2(st->db, any ? PAIR_SELECT " WHERE p.task_id = ?1 ORDER BY p.src_key"
+					   : "SELECT src_key, tgt_key, h_to_tgt, h_to_src FROM pairs"
+					     " WHERE task_id = ?1 ORDER BY src_key",
 			       -1, &s, NULL) != SQLITE_OK) {
 		db_fail(st, err, "cannot list pairs");
 		goto out;
@@ -1752,6 +1924,12 @@ out:
 
 int ts_store_pairs_clear(struct ts_store *st, int64_t task_id, struct ts_error *err)
 {
+	sqlite3_stmt *d = stmt(st, S_DELTA_CLEAR, err);
+	if (!d)
+		return -1;
+	sqlite3_bind_int64(d, 1, task_id);
+	if (step_done(st, d, err, "cannot clear pairs"))
+		return -1;
 	sqlite3_stmt *s = stmt(st, S_PAIRS_CLEAR, err);
 	if (!s)
 		return -1;

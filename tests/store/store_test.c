@@ -680,6 +680,137 @@ static void t_pairs(void)
 	ts_store_close(st);
 }
 
+/* The pair delta: hashes rehashed into the overlay read back from every
+ * path, never leak into a new pairing, and fold back into pairs. */
+static void expect_hashes(struct ts_store *st, int64_t t, const char *src, const char *tgt,
+			  uint64_t ht, uint64_t hs, const char *vals)
+{
+	struct ts_error err = {0};
+	for (int side = 0; side < 2; side++) {
+		struct ts_pair g = {0};
+		TT_EQ_INT(ts_store_pair_get(st, t, side, side ? tgt : src, &g, &err), 1);
+		TT_EQ_STR(g.src_key, src);
+		TT_EQ_STR(g.tgt_key, tgt);
+		TT_ASSERTF(g.h_to_tgt == ht && g.h_to_src == hs, "%s>%s: hashes %" PRIu64 "/%" PRIu64
+			   ", expected %" PRIu64 "/%" PRIu64, src, tgt, g.h_to_tgt, g.h_to_src, ht, hs);
+		if (vals)
+			TT_ASSERT(g.vals && g.nvals == strlen(vals) && !memcmp(g.vals, vals, g.nvals));
+		else
+			TT_ASSERT(g.vals == NULL);
+		ts_pair_clear(&g);
+	}
+}
+
+struct sum {
+	uint64_t h;
+	int n;
+};
+
+static int sum_cb(void *ud, const struct ts_pair *p)
+{
+	struct sum *s = ud;
+	s->h += p->h_to_tgt * 3 + p->h_to_src;
+	s->n++;
+	return 0;
+}
+
+static void t_pair_delta(void)
+{
+	struct ts_error err = {0};
+	char *file = path_in("delta.db");
+	unlink(file);
+	setenv("TIDESYNC_DELTA_FOLD", "40", 1);
+	struct ts_store *st = NULL;
+	TT_OK(ts_store_open(file, &st, &err));
+	unsetenv("TIDESYNC_DELTA_FOLD");
+	TT_OK(ts_store_integration_create(st, "i", NULL, NULL, &err));
+	TT_OK(ts_store_task_create(st, "i", "a", NULL, NULL, &err));
+	int64_t t = ts_store_task_id(st, "i", "a", &err);
+
+	/* 200 pairs through the multi-row path. */
+	enum { N = 200 };
+	struct ts_pair ps[N];
+	char keys[N][2][16];
+	for (int i = 0; i < N; i++) {
+		snprintf(keys[i][0], 16, "%d", i + 1);
+		snprintf(keys[i][1], 16, "t%d", i + 1);
+		ps[i] = (struct ts_pair){keys[i][0], keys[i][1], 1, 2, NULL, 0};
+	}
+	TT_OK(ts_store_pairs_put(st, t, ps, N, &err));
+
+	/* 30 rehashed (below the fold): they sit in the delta. */
+	struct ts_pair up[30];
+	for (int i = 0; i < 30; i++)
+		up[i] = (struct ts_pair){keys[i * 5][0], keys[i * 5][1], 100 + (uint64_t)i, 7,
+					 i == 0 ? "vv" : NULL, i == 0 ? 2 : 0};
+	TT_OK(ts_store_pairs_rehash(st, t, up, 30, &err));
+	TT_EQ_INT(sql_int(file, "SELECT count(*) FROM pair_delta"), 30);
+	expect_hashes(st, t, "1", "t1", 100, 7, "vv");
+	expect_hashes(st, t, "6", "t6", 101, 7, NULL);
+	expect_hashes(st, t, "2", "t2", 1, 2, NULL);
+	struct sum sm = {0};
+	TT_OK(ts_store_pair_foreach(st, t, sum_cb, &sm, &err));
+	TT_EQ_INT(sm.n, N);
+	uint64_t want = 0;
+	for (int i = 0; i < N; i++)
+		want += i % 5 == 0 && i / 5 < 30 ? (100 + (uint64_t)i / 5) * 3 + 7 : 1 * 3 + 2;
+	TT_ASSERTF(sm.h == want, "foreach sums %" PRIu64 ", expected %" PRIu64, sm.h, want);
+
+	/* Hashes recorded for a pairing that does not exist (any more) never
+	 * show on another pairing of the same key, nor create one. */
+	TT_OK(ts_store_pairs_rehash(st, t, &(struct ts_pair){"12", "other", 9, 9, NULL, 0}, 1, &err));
+	expect_hashes(st, t, "12", "t12", 1, 2, NULL);
+	TT_EQ_INT(ts_store_pair_get(st, t, 1, "other", &(struct ts_pair){0}, &err), 0);
+	TT_EQ_INT(ts_store_pairs_rehash(st, 9999, up, 1, &err), -1);
+	TT_EQ_INT(err.code, TS_ENOENT);
+	ts_error_clear(&err);
+
+	/* A new pairing never inherits the delta: re-put by src_key ... */
+	TT_OK(ts_store_pair_put(st, t, &(struct ts_pair){"6", "t6b", 0, 0, NULL, 0}, &err));
+	expect_hashes(st, t, "6", "t6b", 0, 0, NULL);
+	/* ... through the multi-row path ... */
+	struct ts_pair re[64];
+	for (int i = 0; i < 64; i++)
+		re[i] = (struct ts_pair){keys[i][0], keys[i][1], 5, 5, NULL, 0};
+	TT_OK(ts_store_pairs_put(st, t, re, 64, &err));
+	expect_hashes(st, t, "1", "t1", 5, 5, NULL);
+	expect_hashes(st, t, "16", "t16", 5, 5, NULL);
+	/* ... after a delete by target key ... */
+	TT_OK(ts_store_pair_delete(st, t, 1, "t71", &err));
+	TT_OK(ts_store_pair_put(st, t, &(struct ts_pair){"71", "t71", 0, 3, NULL, 0}, &err));
+	expect_hashes(st, t, "71", "t71", 0, 3, NULL);
+	/* ... or after its pair was dropped by a put that took its target key. */
+	TT_OK(ts_store_pair_put(st, t, &(struct ts_pair){"x", "t76", 4, 4, NULL, 0}, &err));
+	TT_EQ_INT(ts_store_pair_get(st, t, 0, "76", &(struct ts_pair){0}, &err), 0);
+	TT_OK(ts_store_pair_put(st, t, &(struct ts_pair){"76", "t76b", 0, 1, NULL, 0}, &err));
+	expect_hashes(st, t, "76", "t76b", 0, 1, NULL);
+
+	/* Past the fold size the delta goes back into pairs, in one step. */
+	struct ts_pair up2[40];
+	for (int i = 0; i < 40; i++)
+		up2[i] = (struct ts_pair){keys[100 + i][0], keys[100 + i][1], 1000 + (uint64_t)i, 8,
+					  NULL, 0};
+	TT_OK(ts_store_pairs_rehash(st, t, up2, 40, &err));
+	TT_EQ_INT(sql_int(file, "SELECT count(*) FROM pair_delta"), 0);
+	TT_EQ_INT(sql_int(file, "SELECT h_to_tgt FROM pairs WHERE src_key = 131"), 1030);
+	TT_EQ_INT(sql_int(file, "SELECT h_to_tgt FROM pairs WHERE src_key = 96"), 119);
+	expect_hashes(st, t, "131", "t131", 1030, 8, NULL);
+	expect_hashes(st, t, "96", "t96", 119, 7, NULL);
+	expect_hashes(st, t, "180", "t180", 1, 2, NULL);
+
+	/* Clearing the pairs or deleting the task takes the delta along. */
+	TT_OK(ts_store_pairs_rehash(st, t, up2, 3, &err));
+	TT_EQ_INT(sql_int(file, "SELECT count(*) FROM pair_delta"), 3);
+	TT_OK(ts_store_pairs_clear(st, t, &err));
+	TT_EQ_INT(sql_int(file, "SELECT count(*) FROM pair_delta"), 0);
+	TT_OK(ts_store_pairs_put(st, t, ps, N, &err));
+	TT_OK(ts_store_pairs_rehash(st, t, up, 3, &err));
+	TT_OK(ts_store_task_delete(st, "i", "a", &err));
+	TT_EQ_INT(sql_int(file, "SELECT count(*) FROM pair_delta"), 0);
+	ts_store_close(st);
+	free(file);
+}
+
 static void t_watermarks_failures(void)
 {
 	struct ts_error err = {0};
@@ -1019,6 +1150,7 @@ int main(void)
 	TT_RUN(t_schedule_and_params);
 	TT_RUN(t_tasks);
 	TT_RUN(t_pairs);
+	TT_RUN(t_pair_delta);
 	TT_RUN(t_watermarks_failures);
 	TT_RUN(t_runs);
 	TT_RUN(t_conflicts);

@@ -29,7 +29,7 @@
 
 #include "tidesync/error.h"
 
-#define TS_STORE_SCHEMA_VERSION 3
+#define TS_STORE_SCHEMA_VERSION 4
 
 struct ts_store;
 
@@ -137,9 +137,10 @@ int ts_store_pair_put(struct ts_store *st, int64_t task_id, const struct ts_pair
  * use it for batches). */
 int ts_store_pairs_put(struct ts_store *st, int64_t task_id, const struct ts_pair *pairs,
 		       size_t n, struct ts_error *err);
-/* For pairs that exist with these keys already: updates the hashes and
- * vals in place (cheaper than a put: the keys' index is not touched); a pair
- * that is not there is put. */
+/* Records new hashes and vals for pairs that exist with these keys (in a
+ * small overlay folded back in bulk: far cheaper than a put for changes
+ * spread over a large task).  They apply to that pairing only: for a pair
+ * that is gone or paired differently meanwhile they are never read. */
 int ts_store_pairs_rehash(struct ts_store *st, int64_t task_id, const struct ts_pair *pairs,
 			  size_t n, struct ts_error *err);
 int ts_store_pair_delete(struct ts_store *st, int64_t task_id, int side, const char *key,
