@@ -234,19 +234,7 @@ int ex_put(struct ev *ev, const struct val *v, struct ts_row *row, size_t i)
 
 static size_t fmt_i64(int64_t x, char *buf)
 {
-	char t[24], *p = t + sizeof t;
-	uint64_t u = x < 0 ? 0 - (uint64_t)x : (uint64_t)x;
-	do {
-		*--p = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	size_t n = 0;
-	if (x < 0)
-		buf[n++] = '-';
-	memcpy(buf + n, p, (size_t)(t + sizeof t - p));
-	n += (size_t)(t + sizeof t - p);
-	buf[n] = 0;
-	return n;
+	return ts_fmt_i64(buf, x);
 }
 
 int ex_to_text(struct ev *ev, const struct node *n, const struct val *v, const char **p,

@@ -704,16 +704,7 @@ size_t ex_float_format(double d, char *buf, size_t sz)
 		return (size_t)snprintf(buf, sz, d > 0 ? "Infinity" : "-Infinity");
 	if (d == 0)
 		return (size_t)snprintf(buf, sz, "0");
-	locale_t c = ex_c_locale(), old = c ? uselocale(c) : (locale_t)0;
-	int n = 0;
-	for (int prec = 15; prec <= 17; prec++) {
-		n = snprintf(buf, sz, "%.*g", prec, d);
-		if (strtod(buf, NULL) == d)
-			break;
-	}
-	if (c)
-		uselocale(old);
-	return n < 0 ? 0 : (size_t)n;
+	return ts_fmt_double(d, buf, sz);
 }
 
 /* Plain ASCII only ("-1.5e3"); no inf, nan or hex forms. */

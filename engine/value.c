@@ -12,7 +12,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,6 +321,23 @@ static int parse_date(const char **pp, const char *end, int *y, int *m, int *d)
 	return 0;
 }
 
+static void put2(char *o, int v)
+{
+	o[0] = (char)('0' + v / 10 % 10);
+	o[1] = (char)('0' + v % 10);
+}
+
+/* "YYYY-MM-DD" (10 bytes, no terminator) for 0 <= y <= 9999. */
+static void put_date(char *o, int y, int m, int d)
+{
+	put2(o, y / 100);
+	put2(o + 2, y % 100);
+	o[4] = '-';
+	put2(o + 5, m);
+	o[7] = '-';
+	put2(o + 8, d);
+}
+
 int ts_canon_date(const char *in, size_t n, char *out, size_t outsz)
 {
 	const char *p = skip_blank(in, in + n), *end = in + n;
@@ -335,7 +354,10 @@ int ts_canon_date(const char *in, size_t n, char *out, size_t outsz)
 		if (strcmp(ts + 10, " 00:00:00") != 0)
 			return -1;
 	}
-	snprintf(out, outsz, "%04d-%02d-%02d", y, m, d);
+	if (outsz < 11)
+		return -1;
+	put_date(out, y, m, d);
+	out[10] = 0;
 	return 0;
 }
 
@@ -411,9 +433,29 @@ int ts_canon_timestamp(const char *in, size_t n, int with_zone, char *out, size_
 	size_t k = strlen(frac);
 	while (k && frac[k - 1] == '0')
 		frac[--k] = 0;
-	int w = snprintf(out, outsz, "%04d-%02d-%02d %02d:%02d:%02d%s%s%s", y, mo, d, h, mi, s,
-			 k ? "." : "", frac, with_zone ? "+00:00" : "");
-	return w < 0 || (size_t)w >= outsz ? -1 : 0;
+	/* "YYYY-MM-DD HH:MM:SS[.f][+00:00]" (a hot path: no printf) */
+	if (y < 0 || y > 9999 || outsz < 20 + (k ? k + 1 : 0) + (with_zone ? 6 : 0))
+		return -1;
+	put_date(out, y, mo, d);
+	char *o = out + 10;
+	*o++ = ' ';
+	put2(o, h);
+	o[2] = ':';
+	put2(o + 3, mi);
+	o[5] = ':';
+	put2(o + 6, s);
+	o += 8;
+	if (k) {
+		*o++ = '.';
+		memcpy(o, frac, k);
+		o += k;
+	}
+	if (with_zone) {
+		memcpy(o, "+00:00", 6);
+		o += 6;
+	}
+	*o = 0;
+	return 0;
 }
 
 int ts_canon_decimal(const char *in, size_t n, char *out, size_t outsz)
@@ -527,22 +569,109 @@ static int buf_reserve(char **buf, size_t *cap, size_t need)
 	return 0;
 }
 
-static void format_double(double d, char *out, size_t sz)
+/* ---- number text ---- */
+
+size_t ts_fmt_i64(char *buf, int64_t v)
 {
-	if (isnan(d)) {
-		snprintf(out, sz, "NaN");
-		return;
+	char t[24], *p = t + sizeof t;
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	size_t n = 0;
+	if (v < 0)
+		buf[n++] = '-';
+	memcpy(buf + n, p, (size_t)(t + sizeof t - p));
+	n += (size_t)(t + sizeof t - p);
+	buf[n] = 0;
+	return n;
+}
+
+static pthread_once_t c_numeric_once = PTHREAD_ONCE_INIT;
+static locale_t c_numeric;
+
+static void c_numeric_init(void)
+{
+	c_numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+}
+
+/*
+ * What the loop at the end prints, for the common case without printf's
+ * exact (slow) arithmetic: a double that came from short decimal text is
+ * the one nearest m / 10^k with m below 10^15, and the division finds it
+ * (both operands exact, the quotient correctly rounded, as strtod rounds).
+ * For such a d, %.15g rounds to exactly m / 10^k (the double is within
+ * 2^-53 of it, the 15-digit grid 10^-15 apart) and prints it without an
+ * exponent when 1e-4 <= |d| < 1e15; the loop stops there.  value_test
+ * compares the two on millions of values.
+ */
+static size_t fmt_short_decimal(double d, char *out)
+{
+	static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+	static const uint64_t u10[] = {1, 10, 100, 1000, 10000, 100000};
+	for (int k = 0; k < 10; k++) {
+		double x = d * p10[k];
+		if (!(fabs(x) < 1e15))
+			return 0;
+		int64_t m = llround(x);
+		if ((double)m / p10[k] != d)
+			continue;
+		while (k > 0 && m % 10 == 0) {
+			m /= 10;
+			k--;
+		}
+		uint64_t u = m < 0 ? (uint64_t)0 - (uint64_t)m : (uint64_t)m;
+		if (u >= 1000000000000000ULL || (k > 4 && u < u10[k - 4]))
+			return 0; /* 16 digits, or printed with an exponent */
+		char digits[24];
+		size_t nd = ts_fmt_i64(digits, (int64_t)u), n = 0;
+		if (m < 0)
+			out[n++] = '-';
+		if (nd <= (size_t)k) { /* 0.000ddd */
+			out[n++] = '0';
+			out[n++] = '.';
+			for (size_t z = nd; z < (size_t)k; z++)
+				out[n++] = '0';
+			memcpy(out + n, digits, nd);
+			n += nd;
+		} else {
+			memcpy(out + n, digits, nd - (size_t)k);
+			n += nd - (size_t)k;
+			if (k) {
+				out[n++] = '.';
+				memcpy(out + n, digits + nd - (size_t)k, (size_t)k);
+				n += (size_t)k;
+			}
+		}
+		out[n] = 0;
+		return n;
 	}
-	if (isinf(d)) {
-		snprintf(out, sz, d > 0 ? "Infinity" : "-Infinity");
-		return;
-	}
-	/* Shortest representation that reads back as the same double. */
+	return 0;
+}
+
+size_t ts_fmt_double(double d, char *out, size_t sz)
+{
+	if (isnan(d))
+		return (size_t)snprintf(out, sz, "NaN");
+	if (isinf(d))
+		return (size_t)snprintf(out, sz, d > 0 ? "Infinity" : "-Infinity");
+	size_t n = sz >= 32 && d != 0 ? fmt_short_decimal(d, out) : 0;
+	if (n)
+		return n;
+	/* The shortest of 15, 16 or 17 significant digits that reads back as
+	 * d, with '.' whatever the process's locale says. */
+	pthread_once(&c_numeric_once, c_numeric_init);
+	locale_t old = c_numeric ? uselocale(c_numeric) : (locale_t)0;
+	int w = 0;
 	for (int prec = 15; prec <= 17; prec++) {
-		snprintf(out, sz, "%.*g", prec, d);
+		w = snprintf(out, sz, "%.*g", prec, d);
 		if (strtod(out, NULL) == d)
 			break;
 	}
+	if (c_numeric)
+		uselocale(old);
+	return w < 0 ? 0 : (size_t)w < sz ? (size_t)w : sz - 1;
 }
 
 int ts_value_to_text(const struct ts_value *v, char **buf, size_t *cap, size_t *len)
@@ -562,11 +691,10 @@ int ts_value_to_text(const struct ts_value *v, char **buf, size_t *cap, size_t *
 		n = strlen(s);
 		break;
 	case TS_INT:
-		n = (size_t)snprintf(tmp, sizeof tmp, "%" PRId64, v->u.i);
+		n = ts_fmt_i64(tmp, v->u.i);
 		break;
 	case TS_FLOAT:
-		format_double(v->u.f, tmp, sizeof tmp);
-		n = strlen(tmp);
+		n = ts_fmt_double(v->u.f, tmp, sizeof tmp);
 		break;
 	case TS_BYTES: {
 		static const char hex[] = "0123456789abcdef";
@@ -833,7 +961,7 @@ int ts_value_convert(const struct ts_value *in, enum ts_type to, struct ts_row *
 			if (!isfinite(in->u.f))
 				return conv_fail(in, to, err, "not a finite number");
 			char f[64];
-			format_double(in->u.f, f, sizeof f);
+			ts_fmt_double(in->u.f, f, sizeof f);
 			if (ts_canon_decimal(f, strlen(f), tmp, sizeof tmp))
 				return conv_fail(in, to, err, NULL);
 			break;

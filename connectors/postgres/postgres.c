@@ -1453,7 +1453,7 @@ static int pg_reserve_keys(struct ts_conn *c, const struct ts_schema *s, size_t 
 	if (cnt == (long long)n && inc > 0 && hi >= lo && (unsigned long long)(hi - lo) == span) {
 		for (; got < n; got++) {
 			char k[24];
-			snprintf(k, sizeof k, "%lld", lo + (long long)got * inc);
+			ts_fmt_i64(k, (int64_t)(lo + (long long)got * inc));
 			if (!(keys[got] = strdup(k))) {
 				oom(err);
 				goto fail;
@@ -1538,14 +1538,8 @@ static void clear_op(struct ts_op *op)
 
 static void put_i64(struct sbuf *b, int64_t v)
 {
-	char tmp[24], *e = tmp + sizeof tmp, *p = e;
-	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-	do
-		*--p = (char)('0' + u % 10);
-	while (u /= 10);
-	if (v < 0)
-		*--p = '-';
-	sb_putn(b, p, (size_t)(e - p));
+	char tmp[24];
+	sb_putn(b, tmp, ts_fmt_i64(tmp, v));
 }
 
 /* Digits of u (at least mindig, zero-padded) into the end of a buffer;

@@ -35,15 +35,6 @@ enum rest_kind rest_kind_of(enum ts_type t)
 	}
 }
 
-/* Shortest text that reads back as the same double (as value.c prints floats). */
-static void dbl_text(double d, char *out, size_t sz)
-{
-	for (int prec = 15; prec <= 17; prec++) {
-		snprintf(out, sz, "%.*g", prec, d);
-		if (strtod(out, NULL) == d)
-			break;
-	}
-}
 
 static int bad(struct ts_error *err, const char *field, const char *what, json_t *v)
 {
@@ -134,7 +125,7 @@ int rest_json_to_value(json_t *v, enum ts_type t, struct ts_row *row, size_t i, 
 			/* A server that sends decimals as JSON numbers has been
 			 * through a double already; take its shortest form. */
 			char tmp[64];
-			dbl_text(json_real_value(v), tmp, sizeof tmp);
+			ts_fmt_double(json_real_value(v), tmp, sizeof tmp);
 			if (ts_canon_decimal(tmp, strlen(tmp), buf, sizeof buf))
 				return bad(err, field, "not a finite number", v);
 		} else {
@@ -206,7 +197,7 @@ int rest_json_to_value(json_t *v, enum ts_type t, struct ts_row *row, size_t i, 
 			return set_text(row, i, TS_TEXT, buf, strlen(buf), err);
 		}
 		if (json_is_real(v)) {
-			dbl_text(json_real_value(v), buf, sizeof buf);
+			ts_fmt_double(json_real_value(v), buf, sizeof buf);
 			return set_text(row, i, TS_TEXT, buf, strlen(buf), err);
 		}
 		if (json_is_boolean(v))
@@ -264,7 +255,7 @@ int rest_value_to_json(struct sbuf *b, const struct ts_value *v, enum ts_type t,
 		if (!isfinite(v->u.f))
 			return ts_error_setk(err, TS_EINVAL, NULL, field,
 					     "field '%s': %g cannot be sent as json", field, v->u.f);
-		dbl_text(v->u.f, buf, sizeof buf);
+		ts_fmt_double(v->u.f, buf, sizeof buf);
 		if (t == TS_TEXT || t == TS_DECIMAL)
 			sb_json_str(b, buf, strlen(buf));
 		else

@@ -183,24 +183,6 @@ static int oom(struct ts_error *err)
 	return ts_error_set(err, TS_ENOMEM, "out of memory");
 }
 
-/* int64 to decimal text; buf holds at least 21 bytes.  Returns the length. */
-static size_t fmt_i64(char *buf, int64_t v)
-{
-	char tmp[24];
-	size_t n = 0, o = 0;
-	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-	do {
-		tmp[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	if (v < 0)
-		buf[o++] = '-';
-	while (n)
-		buf[o++] = tmp[--n];
-	buf[o] = 0;
-	return o;
-}
-
 /* Strict decimal int64 (the whole string, optional sign, no blanks). */
 static int parse_i64(const char *s, size_t n, int64_t *out)
 {
@@ -223,15 +205,6 @@ static int parse_i64(const char *s, size_t n, int64_t *out)
 	return 0;
 }
 
-/* Shortest text that reads back as the same double (finite d). */
-static void fmt_double(char *out, size_t sz, double d)
-{
-	for (int prec = 15; prec <= 17; prec++) {
-		snprintf(out, sz, "%.*g", prec, d);
-		if (strtod(out, NULL) == d)
-			break;
-	}
-}
 
 /* ---- statement cache ---- */
 
@@ -941,7 +914,7 @@ static int sq_watermark(struct ts_conn *c, const struct ts_schema *s, char **out
 	if (n < 0)
 		return sq_fail(c, err, TS_EIO, "watermark");
 	char buf[24];
-	fmt_i64(buf, n);
+	ts_fmt_i64(buf, n);
 	if (!(*out = strdup(buf)))
 		return oom(err);
 	return 0;
@@ -970,7 +943,7 @@ static int set_real_text(struct ts_row *r, size_t i, enum ts_type t, double d)
 		ts_row_set_float(r, i, d);
 		return 0;
 	}
-	fmt_double(buf, sizeof buf, d);
+	ts_fmt_double(d, buf, sizeof buf);
 	if (t == TS_DECIMAL && (strchr(buf, 'e') || strncmp(buf, "-0", 2) == 0)) {
 		char canon[1200];
 		if (ts_canon_decimal(buf, strlen(buf), canon, sizeof canon) == 0)
@@ -1015,7 +988,7 @@ static int read_value(struct ts_row *r, size_t i, sqlite3_stmt *st, int col, enu
 		case TS_DECIMAL:
 		case TS_TEXT:
 		case TS_JSON:
-			return ts_row_set_str(r, i, t, buf, fmt_i64(buf, v));
+			return ts_row_set_str(r, i, t, buf, ts_fmt_i64(buf, v));
 		default:
 			break;
 		}
@@ -1116,7 +1089,7 @@ static int emit_row(const struct ts_schema *s, sqlite3_stmt *st, int off, struct
 	for (size_t i = 0; i < s->ncols; i++)
 		if (read_value(row, i, st, off + (int)i, s->cols[i].type))
 			return oom(err);
-	fmt_i64(key, sqlite3_column_int64(st, off + (int)s->key_col));
+	ts_fmt_i64(key, sqlite3_column_int64(st, off + (int)s->key_col));
 	if (cb(ud, TS_CH_UPSERT, key, row, err)) {
 		if (!ts_error_isset(err))
 			ts_error_set(err, TS_ECANCELED, "sqlite read of \"%s\" stopped", s->name);
@@ -1703,7 +1676,7 @@ static int run_op(struct ts_conn *c, struct plan *p, const struct ts_batch *bt, 
 	/* insert */
 	if (!op->key)
 		id = sqlite3_last_insert_rowid(c->db);
-	fmt_i64(kb, id);
+	ts_fmt_i64(kb, id);
 	if (!(op->new_key = strdup(kb))) {
 		oom(err);
 		return -1;

@@ -2,6 +2,12 @@
  * value_test.c - canonical forms, conversions, hashing and the spool
  * encoding of value.h.
  */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "tidesync/value.h"
 #include "tt.h"
 
@@ -35,6 +41,80 @@ static void t_canon_timestamp(void)
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
 		TT_ASSERTF(ts_canon_timestamp(bad[i], strlen(bad[i]), 0, out, sizeof out) == -1,
 			   "%s parsed as %s", bad[i], out);
+}
+
+/* ts_fmt_double's integer fast path prints exactly what the printf loop
+ * prints: short decimals (the common case), random bit patterns and the
+ * edges where %g switches to an exponent or needs 16 digits. */
+static void ref_double(double d, char *out, size_t sz)
+{
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(out, sz, "%.*g", prec, d);
+		if (strtod(out, NULL) == d)
+			break;
+	}
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+static uint64_t next_rand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static int same_as_printf(double d)
+{
+	char a[64], b[64];
+	size_t n = ts_fmt_double(d, a, sizeof a);
+	ref_double(d, b, sizeof b);
+	if (strcmp(a, b) != 0 || n != strlen(a)) {
+		fprintf(stderr, "ts_fmt_double(%a): \"%s\", printf: \"%s\"\n", d, a, b);
+		return 0;
+	}
+	return 1;
+}
+
+static void t_fmt_double(void)
+{
+	static const double edges[] = {
+		0.1, 0.2, 0.30000000000000004, 1.5, -1.5, 100, 1e15, 999999999999999.0,
+		99999999999999.9, 1e14, 123456789012345.0, 1234567890123456.0, 1e-4, 0.00012,
+		9.9999e-5, 1e-5, 0.0001234567, 2.5e-10, 9007199254740992.0, 1e300, 5e-324,
+		-0.0, 0.0, 1234.56, 0.07, 4.35, 1e9, 123456.789, 3.14159265358979,
+	};
+	int bad = 0;
+	for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
+		bad += !same_as_printf(edges[i]);
+	static const double p10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
+				     1e10, 1e11, 1e12};
+	for (int i = 0; i < 300000 && bad < 10; i++) {
+		uint64_t r = next_rand();
+		int digits = 1 + (int)(r % 17);
+		int64_t m = (int64_t)(next_rand() % 100000000000000000ULL);
+		int64_t lim = 1;
+		for (int k = 0; k < digits; k++)
+			lim *= 10;
+		m %= lim;
+		double d = (double)m / p10[(r >> 8) % 13];
+		if (r & 0x10000)
+			d = -d;
+		bad += !same_as_printf(d);
+		uint64_t bits = next_rand();
+		double e;
+		memcpy(&e, &bits, sizeof e);
+		if (isfinite(e))
+			bad += !same_as_printf(e);
+	}
+	TT_EQ_INT(bad, 0);
+	char out[64];
+	TT_EQ_INT(ts_fmt_double(NAN, out, sizeof out), 3);
+	TT_EQ_STR(out, "NaN");
+	ts_fmt_double(-INFINITY, out, sizeof out);
+	TT_EQ_STR(out, "-Infinity");
+	TT_EQ_INT(ts_fmt_i64(out, INT64_MIN), 20);
+	TT_EQ_STR(out, "-9223372036854775808");
 }
 
 static void t_canon_decimal(void)
@@ -147,6 +227,7 @@ int main(void)
 {
 	TT_RUN(t_canon_timestamp);
 	TT_RUN(t_canon_decimal);
+	TT_RUN(t_fmt_double);
 	TT_RUN(t_convert);
 	TT_RUN(t_arena_and_encoding);
 	return tt_done();

@@ -116,6 +116,13 @@ int ts_value_to_text(const struct ts_value *v, char **buf, size_t *cap, size_t *
  * taken as UTC), 0 produce TIMESTAMP form (input with zone is converted to
  * UTC).  Returns 0, or -1 if the text is not a timestamp. */
 int ts_canon_timestamp(const char *in, size_t n, int with_zone, char *out, size_t outsz);
+/* Decimal text of v into buf (at least 21 bytes), NUL-terminated; returns
+ * the length. */
+size_t ts_fmt_i64(char *buf, int64_t v);
+/* The shortest of printf's %.15g, %.16g, %.17g that reads back as d ("NaN",
+ * "Infinity", "-Infinity" for those), always with '.' as the decimal point,
+ * NUL-terminated in out (32 bytes are always enough); returns the length. */
+size_t ts_fmt_double(double d, char *out, size_t sz);
 int ts_canon_date(const char *in, size_t n, char *out, size_t outsz);
 /* Canonical decimal: optional '-', digits, optional '.' digits; exponent
  * forms (1e3) expanded; leading '+' and leading zeros dropped. -1 if not a
