@@ -460,7 +460,11 @@ static void t_tracking_capture(void)
 	TT_OK(ops->watermark(c, s, &w1, &err));
 	sql("UPDATE tr SET id = 100 WHERE id = 2");
 	read_since(c, s, w1, &got);
-	TT_EQ_INT(got.n, 2);
+	/* A watermark taken while another session of the cluster had a
+	 * transaction open (the suite runs tests in parallel) reads back from
+	 * before that transaction, by design: then record 1's change of just
+	 * before comes again, as it may. */
+	TT_ASSERTF(got.n == 2 || (got.n == 3 && find(&got, "1")), "%zu changes", (size_t)got.n);
 	TT_ASSERT(find(&got, "2") && find(&got, "2")->op == TS_CH_DELETE);
 	TT_ASSERT(find(&got, "100") && find(&got, "100")->op == TS_CH_UPSERT);
 
