@@ -25,8 +25,11 @@ pg=$(cat "$pgstate")
 psql_() { psql "$pg" -v ON_ERROR_STOP=1 -qAt "$@"; }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-# runs a command under GNU time; prints "seconds maxrss_kib"
-timed() { /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }; cat "$work/time"; }
+# runs a command under GNU time; prints "seconds maxrss_kib".  Every timed
+# step starts from a quiet machine: PostgreSQL's checkpoint and the kernel's
+# writeback of the step before (a million rows) would otherwise land in it.
+quiesce() { psql_ -c CHECKPOINT; sync; }
+timed() { quiesce; /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }; cat "$work/time"; }
 
 SQ_DDL="CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, email TEXT, qty INTEGER, price NUMERIC, active BOOLEAN, born DATE, seen TIMESTAMPTZ)"
 PG_DDL="CREATE TABLE items (id bigserial PRIMARY KEY, name text, email text, qty integer, price numeric(12,2), active boolean, born date, seen timestamptz)"
