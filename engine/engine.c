@@ -18,7 +18,12 @@
  *
  * Every write goes through flush(), which keeps the pairing of ids in the
  * state store consistent with what landed: reserved keys are paired before
- * the write and listed as in flight, journaled keys are paired after it.  A
+ * the write and listed as in flight, journaled keys are paired after it.
+ * A writer thread applies one batch while this thread reads the next; in
+ * bulk inserts the next batch is even paired (and listed as in flight,
+ * beside the batch being written) before the write of the one before
+ * ends, so that every key that may or may not have landed is always
+ * listed, whatever the moment of a crash.  A
  * change is "effective" when the hash of its mapped values differs from
  * the hash stored with the pair at the last sync: that is how a re-read
  * change, or our own write read back, is recognised and ignored.
@@ -104,11 +109,16 @@ struct inflight {
 	int intents;
 	int rc;
 	struct ts_error err;
-	/* Keys the writer reserved for the next batch after writing this one
-	 * (bulk inserts only, see flush_start): pool[pool_at..npool) unused. */
+	/* Keys reserved ahead during bulk inserts (see flush_start): the writer
+	 * reserves `prefetch` into wpool after writing a batch; after the join
+	 * they move to pool, where pool[pool_at..npool) are unused. */
 	size_t prefetch;
+	char **wpool;
+	size_t nwpool;
 	char **pool;
 	size_t npool, pool_at;
+	/* The in-flight marker's part for this batch's reserved keys. */
+	json_t *mark;
 };
 
 struct run;
@@ -133,6 +143,7 @@ struct task {
 	struct queue q[2];     /* q[d]: writes of direction d */
 	struct inflight fl[2]; /* fl[d]: the batch of direction d being written */
 	int hold[2];           /* hold[d]: queue, do not write (the connection is busy reading) */
+	json_t *next_mark[2];  /* marker part of a batch paired ahead (flush_start) */
 	size_t batch;          /* records a batch now (grows to batch_max) */
 	size_t batch_max;
 	size_t batch_other;    /* updates and deletes a batch at most */
@@ -344,6 +355,28 @@ static int queue_init(struct queue *q, struct ts_error *err)
 	return 0;
 }
 
+/* Moves ops [keep, from->n) to the end of `to`: their rows trade pool
+ * slots with spare rows of `to`, nothing is copied. */
+static int queue_move_tail(struct queue *from, size_t keep, struct queue *to)
+{
+	size_t m = from->n - keep;
+	if (to->n + m > to->cap && queue_grow(to, to->n + m))
+		return -1;
+	for (size_t i = 0; i < m; i++) {
+		struct qop *o = &from->ops[keep + i];
+		size_t j = to->n + i;
+		struct ts_row *spare = to->pool[j];
+		to->pool[j] = from->pool[keep + i];
+		from->pool[keep + i] = spare;
+		to->ops[j] = *o;
+		to->nother += o->kind != TS_OP_INSERT;
+		from->nother -= o->kind != TS_OP_INSERT;
+	}
+	to->n += m;
+	from->n = keep;
+	return 0;
+}
+
 static void queue_free(struct queue *q)
 {
 	for (size_t i = 0; i < q->n; i++)
@@ -536,32 +569,54 @@ static void *apply_worker(void *arg)
 	f->rc = f->cops->apply(f->conn, &f->b, &f->err);
 	/* A failure here is not the batch's: the next batch reserves its keys
 	 * itself and reports what goes wrong. */
-	if (!f->rc && f->prefetch && f->pool_at == f->npool) {
+	if (!f->rc && f->prefetch && (f->wpool = calloc(f->prefetch, sizeof *f->wpool))) {
 		struct ts_error e = {0};
-		free(f->pool);
-		f->npool = f->pool_at = 0;
-		if ((f->pool = calloc(f->prefetch, sizeof *f->pool)) &&
-		    !f->cops->reserve_keys(f->conn, f->b.schema, f->prefetch, f->pool, &e))
-			f->npool = f->prefetch;
+		if (!f->cops->reserve_keys(f->conn, f->b.schema, f->prefetch, f->wpool, &e))
+			f->nwpool = f->prefetch;
 	}
 	return NULL;
+}
+
+/* After the join: the keys the writer reserved join the pool. */
+static void pool_absorb(struct inflight *f)
+{
+	size_t left = f->npool - f->pool_at;
+	char **p = f->nwpool ? malloc((left + f->nwpool) * sizeof *p) : NULL;
+	if (p) {
+		memcpy(p, f->pool + f->pool_at, left * sizeof *p);
+		memcpy(p + left, f->wpool, f->nwpool * sizeof *p);
+		free(f->pool);
+		f->pool = p;
+		f->pool_at = 0;
+		f->npool = left + f->nwpool;
+	} else {
+		for (size_t i = 0; i < f->nwpool; i++)
+			free(f->wpool[i]);
+	}
+	free(f->wpool);
+	f->wpool = NULL;
+	f->nwpool = 0;
 }
 
 /* Drops the keys of the pool nobody used (a gap in the sequence, as a
  * rolled-back insert leaves one). */
 static void pool_drop(struct inflight *f)
 {
+	pool_absorb(f);
 	for (size_t i = f->pool_at; i < f->npool; i++)
 		free(f->pool[i]);
 	free(f->pool);
 	f->pool = NULL;
 	f->npool = f->pool_at = 0;
+	json_decref(f->mark);
+	f->mark = NULL;
 }
 
-/* The in-flight marker: the reserved keys of a batch, as a JSON array, or
- * when they are the progression the sequence gave (nearly always) as its
- * ends: {"from": first, "step": increment, "count": n}. */
-static char *marker_text(char *const *keys, size_t n)
+/* The in-flight marker lists the reserved keys of the batches paired but
+ * not yet known to be written: a JSON array of keys, ranges and arrays.
+ * A batch's keys are the progression the sequence gave (nearly always),
+ * kept as its ends: {"from": first, "step": increment, "count": n}. */
+static json_t *marker_part(char *const *keys, size_t n)
 {
 	int64_t first = 0, step = 0;
 	int prog = n >= 2;
@@ -578,36 +633,62 @@ static char *marker_text(char *const *keys, size_t n)
 		else if (v != first + (int64_t)i * step)
 			prog = 0;
 	}
-	json_t *doc;
-	if (prog && step != 0) {
-		doc = json_pack("{sIsIsI}", "from", (json_int_t)first, "step", (json_int_t)step,
-				"count", (json_int_t)n);
-	} else {
-		doc = json_array();
-		for (size_t i = 0; doc && i < n; i++)
-			json_array_append_new(doc, json_string(keys[i]));
-	}
-	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-	json_decref(doc);
-	return text;
+	if (prog && step != 0)
+		return json_pack("{sIsIsI}", "from", (json_int_t)first, "step", (json_int_t)step,
+				 "count", (json_int_t)n);
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, json_string(keys[i]));
+	return a;
 }
 
-/* The keys of an in-flight marker (either form), as a JSON array. */
+/* Stores the marker of the parts a and b (either may be NULL; both NULL
+ * clears it), in the caller's transaction. */
+static int marker_store(struct task *t, int d, json_t *a, json_t *b, struct ts_error *err)
+{
+	if (!a && !b)
+		return ts_store_watermark_set(t->run->st, t->id, WM_INFLIGHT + d, NULL, err);
+	json_t *m = json_array();
+	if (a)
+		json_array_append(m, a);
+	if (b)
+		json_array_append(m, b);
+	char *text = json_dumps(m, JSON_COMPACT);
+	json_decref(m);
+	if (!text)
+		return ts_error_set(err, TS_ENOMEM, "out of memory");
+	int rc = ts_store_watermark_set(t->run->st, t->id, WM_INFLIGHT + d, text, err);
+	free(text);
+	return rc;
+}
+
+static void marker_flatten(json_t *v, json_t *out)
+{
+	size_t i;
+	json_t *e;
+	if (json_is_string(v)) {
+		json_array_append(out, v);
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, e)
+			marker_flatten(e, out);
+	} else if (json_is_object(v)) {
+		json_int_t first = json_integer_value(json_object_get(v, "from"));
+		json_int_t step = json_integer_value(json_object_get(v, "step"));
+		json_int_t n = json_integer_value(json_object_get(v, "count"));
+		for (json_int_t k = 0; k < n; k++) {
+			char key[24];
+			ts_fmt_i64(key, (int64_t)(first + k * step));
+			json_array_append_new(out, json_string(key));
+		}
+	}
+}
+
+/* The keys of an in-flight marker (any of its forms), as a JSON array. */
 static json_t *marker_keys(const char *text)
 {
-	json_t *doc = json_loads(text, 0, NULL);
-	if (!json_is_object(doc))
-		return doc;
-	json_int_t first = json_integer_value(json_object_get(doc, "from"));
-	json_int_t step = json_integer_value(json_object_get(doc, "step"));
-	json_int_t n = json_integer_value(json_object_get(doc, "count"));
+	json_t *doc = json_loads(text, 0, NULL), *keys = json_array();
+	marker_flatten(doc, keys);
 	json_decref(doc);
-	json_t *keys = json_array();
-	for (json_int_t i = 0; keys && i < n; i++) {
-		char k[24];
-		ts_fmt_i64(k, (int64_t)(first + i * step));
-		json_array_append_new(keys, json_string(k));
-	}
 	return keys;
 }
 
@@ -623,6 +704,8 @@ static void inflight_clear(struct inflight *f)
 	f->q.n = f->q.nother = 0;
 	free(f->ops);
 	f->ops = NULL;
+	json_decref(f->mark);
+	f->mark = NULL;
 }
 
 /* Waits for a batch still being written and drops it without bookkeeping
@@ -658,10 +741,20 @@ static int flush_start(struct task *t, int d, struct ts_error *err)
 	char **reserved = NULL;
 	struct ts_pair *pairs = NULL;
 	size_t nres = 0;
+	json_t *mark = NULL;
 	int ret = -1, in_txn = 0;
 
+	size_t nins = 0;
+	for (size_t i = 0; i < q->n; i++)
+		if (q->ops[i].kind == TS_OP_INSERT && !q->ops[i].key)
+			nins++;
+	int reserve = nins && (rs->ops->caps & TS_CAP_RESERVE_KEYS);
+	/* Pairing ahead: with keys reserved already, this batch is paired (and
+	 * marked in flight with the one being written) while the writer is
+	 * still busy, so the store's work overlaps the target's. */
+	int ahead = reserve && f->active && f->npool - f->pool_at >= nins;
 	/* (finishing may queue re-inserts, and that may start a batch itself) */
-	while (f->active)
+	while (!ahead && f->active)
 		if (flush_finish(t, d, err))
 			return -1;
 	if (!q->n)
@@ -670,19 +763,23 @@ static int flush_start(struct task *t, int d, struct ts_error *err)
 		return ts_error_set(err, TS_ECANCELED, "the run was canceled");
 	progress(t, d == 0 ? "writing target" : "writing source", 1);
 
-	ops = calloc(q->n, sizeof *ops);
-	pairs = calloc(q->n, sizeof *pairs);
+	size_t nq = q->n; /* this batch: finishing the one before may queue more */
+	ops = calloc(nq, sizeof *ops);
+	pairs = calloc(nq, sizeof *pairs);
 	if (!ops || !pairs) {
 		ts_error_set(err, TS_ENOMEM, "out of memory");
 		goto out;
 	}
-	size_t nins = 0;
-	for (size_t i = 0; i < q->n; i++)
-		if (q->ops[i].kind == TS_OP_INSERT && !q->ops[i].key)
-			nins++;
+	if (!ahead) {
+		nins = 0;
+		for (size_t i = 0; i < nq; i++)
+			if (q->ops[i].kind == TS_OP_INSERT && !q->ops[i].key)
+				nins++;
+		reserve = nins && (rs->ops->caps & TS_CAP_RESERVE_KEYS);
+	}
 
 	/* Reserved keys: pair first, mark the batch in flight, then write. */
-	if (nins && (rs->ops->caps & TS_CAP_RESERVE_KEYS)) {
+	if (reserve) {
 		reserved = calloc(nins, sizeof *reserved);
 		if (!reserved) {
 			ts_error_set(err, TS_ENOMEM, "out of memory");
@@ -698,30 +795,25 @@ static int flush_start(struct task *t, int d, struct ts_error *err)
 			goto out;
 		nres = nins;
 		trace(t, "keys reserved");
-		for (size_t i = 0, j = 0; i < q->n; i++) {
+		for (size_t i = 0, j = 0; i < nq; i++) {
 			struct qop *o = &q->ops[i];
 			if (o->kind == TS_OP_INSERT && !o->key && !(o->key = strdup(reserved[j++]))) {
 				ts_error_set(err, TS_ENOMEM, "out of memory");
 				goto out;
 			}
 		}
-		char *text = marker_text(reserved, nins);
-		if (!text) {
+		if (!(mark = marker_part(reserved, nins))) {
 			ts_error_set(err, TS_ENOMEM, "out of memory");
 			goto out;
 		}
-		if (ts_store_begin(r->st, err)) {
-			free(text);
+		if (ts_store_begin(r->st, err))
 			goto out;
-		}
 		in_txn = 1;
-		if (ts_store_watermark_set(r->st, t->id, WM_INFLIGHT + d, text, err)) {
-			free(text);
+		/* the batch being written (if any) stays marked beside this one */
+		if (marker_store(t, d, f->active ? f->mark : NULL, mark, err))
 			goto out;
-		}
-		free(text);
 		size_t np = 0;
-		for (size_t i = 0; i < q->n; i++) {
+		for (size_t i = 0; i < nq; i++) {
 			struct qop *o = &q->ops[i];
 			if (o->kind == TS_OP_INSERT && o->key)
 				pairs[np++] = pair_of(d, o->key, o->origin, o->h, o->hrev, o->vals,
@@ -735,6 +827,21 @@ static int flush_start(struct task *t, int d, struct ts_error *err)
 		in_txn = 0;
 		ts_failpoint("after_pairs_reserved");
 	}
+	if (ahead) {
+		/* Now the batch before: its bookkeeping leaves this one marked.
+		 * Re-inserts it queues stay queued (after this batch's ops) for
+		 * the next batch: held, so that they cannot start one. */
+		int held = t->hold[d];
+		t->next_mark[d] = mark;
+		t->hold[d] = 1;
+		int rc = 0;
+		while (!rc && f->active)
+			rc = flush_finish(t, d, err);
+		t->hold[d] = held;
+		t->next_mark[d] = NULL;
+		if (rc)
+			goto out;
+	}
 
 	/* Without reserved keys or a journal (a cloud application), the inserts
 	 * are recorded as intents first: origin key and the hash of the values.
@@ -742,10 +849,10 @@ static int flush_start(struct task *t, int d, struct ts_error *err)
 	 * next run finds the created records by that hash instead of creating
 	 * them again. */
 	int intents = nins && !(rs->ops->caps & (TS_CAP_RESERVE_KEYS | TS_CAP_JOURNAL));
-	if (intents && write_intents(t, d, q->ops, NULL, q->n, err))
+	if (intents && write_intents(t, d, q->ops, NULL, nq, err))
 		goto out;
 
-	for (size_t i = 0; i < q->n; i++) {
+	for (size_t i = 0; i < nq; i++) {
 		ops[i].kind = q->ops[i].kind;
 		ops[i].key = q->ops[i].key;
 		ops[i].origin_key = q->ops[i].origin;
@@ -755,8 +862,14 @@ static int flush_start(struct task *t, int d, struct ts_error *err)
 	struct queue spare = f->q;
 	f->q = *q;
 	*q = spare;
+	if (f->q.n > nq && queue_move_tail(&f->q, nq, q)) {
+		ts_error_set(err, TS_ENOMEM, "out of memory");
+		goto out;
+	}
 	f->ops = ops;
 	ops = NULL;
+	f->mark = mark;
+	mark = NULL;
 	f->b = (struct ts_batch){
 		.schema = t->sch[recv],
 		.ncols = t->map[d].n,
@@ -771,10 +884,13 @@ static int flush_start(struct task *t, int d, struct ts_error *err)
 	f->nins = nins;
 	f->intents = intents;
 	/* Bulk inserts (a full batch of them at the largest size): the writer
-	 * reserves the next batch's keys once this one is written, off the
-	 * reading thread's path.  At most one batch of keys goes unused when
-	 * the run ends. */
-	f->prefetch = nres && nins == f->q.n && f->q.n >= t->batch_max ? t->batch_max : 0;
+	 * reserves keys once this batch is written, so that two batches' worth
+	 * are at hand, off the reading thread's path.  At most that many go
+	 * unused when the run ends. */
+	size_t avail = f->npool - f->pool_at;
+	f->prefetch = nres && nins == nq && nq >= t->batch_max && avail < 2 * t->batch_max
+			      ? 2 * t->batch_max - avail
+			      : 0;
 	f->rc = 0;
 	ts_error_clear(&f->err);
 	f->active = 1;
@@ -804,6 +920,7 @@ out:
 	free(reserved);
 	free(pairs);
 	free(ops);
+	json_decref(mark);
 	return ret;
 }
 
@@ -828,6 +945,7 @@ static int flush_finish(struct task *t, int d, struct ts_error *err)
 	if (f->threaded)
 		pthread_join(f->th, NULL);
 	f->active = 0;
+	pool_absorb(f);
 	if (trace_on()) {
 		char what[96];
 		snprintf(what, sizeof what, "batch of %zu written", q->n);
@@ -901,7 +1019,8 @@ static int flush_finish(struct task *t, int d, struct ts_error *err)
 	if (ts_store_pairs_put(r->st, t->id, pairs, npairs, err) ||
 	    ts_store_pairs_rehash(r->st, t->id, upd, nupd, err))
 		goto out;
-	if (f->nres && ts_store_watermark_set(r->st, t->id, WM_INFLIGHT + d, NULL, err))
+	/* unmarked, but a batch paired ahead stays marked */
+	if ((f->nres || t->next_mark[d]) && marker_store(t, d, t->next_mark[d], NULL, err))
 		goto out;
 	/* Intents whose outcome is still unknown stay for the next run. */
 	if (f->intents && write_intents(t, d, q->ops, ops, q->n, err))
