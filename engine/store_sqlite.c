@@ -336,6 +336,7 @@ struct ts_store {
 	int held;   /* a read snapshot is held for pair lookups (see hold_release) */
 	sqlite3_stmt *stmt[S_COUNT];
 	sqlite3_stmt *pairs_multi; /* ts_store_pairs_put: PAIRS_PER_STMT rows a statement */
+	sqlite3_stmt *delta_multi; /* ts_store_pairs_rehash: the same */
 	int64_t fold_rows;         /* DELTA_FOLD_ROWS, or TIDESYNC_DELTA_FOLD for tests */
 };
 
@@ -926,6 +927,7 @@ void ts_store_close(struct ts_store *st)
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_finalize(st->pairs_multi);
+	sqlite3_finalize(st->delta_multi);
 	sqlite3_close(st->db);
 	free(st->location);
 	free(st);
@@ -1751,34 +1753,34 @@ static void bind_pair(sqlite3_stmt *s, int base, int64_t task_id, const struct t
 		sqlite3_bind_null(s, base + 6);
 }
 
-int ts_store_pairs_put(struct ts_store *st, int64_t task_id, const struct ts_pair *pairs,
-		       size_t n, struct ts_error *err)
+/* Full chunks of PAIRS_PER_STMT pairs through one multi-row INSERT OR
+ * REPLACE into `table` (pairs or pair_delta, same columns): a million
+ * pairs of a first sync cost a fraction of as many single-row statements.
+ * *done is how many were stored. */
+static int put_chunks(struct ts_store *st, sqlite3_stmt **multi, const char *table,
+		      int64_t task_id, const struct ts_pair *pairs, size_t n, size_t *done,
+		      struct ts_error *err)
 {
 	size_t i = 0;
-	hold_release(st);
-	for (size_t k = 0; k < n; k++)
-		if (!pairs[k].src_key || !pairs[k].tgt_key)
-			return ts_error_set(err, TS_EINTERNAL, "state store: a pair needs both keys");
-	/* Full chunks through one multi-row statement: a million pairs of a
-	 * first sync cost a fraction of as many single-row statements. */
-	if (n >= PAIRS_PER_STMT && !st->pairs_multi) {
+	*done = 0;
+	if (n >= PAIRS_PER_STMT && !*multi) {
 		char *sql = malloc(128 + PAIRS_PER_STMT * 24);
 		if (!sql)
 			return ts_error_set(err, TS_ENOMEM, "out of memory");
-		size_t o = (size_t)sprintf(sql, "INSERT OR REPLACE INTO pairs"
-						" (task_id, src_key, tgt_key, h_to_tgt, h_to_src, vals) VALUES ");
+		size_t o = (size_t)sprintf(sql, "INSERT OR REPLACE INTO %s"
+					   " (task_id, src_key, tgt_key, h_to_tgt, h_to_src, vals) VALUES ",
+					   table);
 		for (int r = 0; r < PAIRS_PER_STMT; r++)
 			o += (size_t)sprintf(sql + o, "%s(?,?,?,?,?,?)", r ? "," : "");
-		int rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
-					    &st->pairs_multi, NULL);
+		int rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, multi, NULL);
 		free(sql);
 		if (rc != SQLITE_OK) {
-			st->pairs_multi = NULL;
+			*multi = NULL;
 			return db_fail(st, err, "cannot prepare a statement");
 		}
 	}
 	for (; n - i >= PAIRS_PER_STMT; i += PAIRS_PER_STMT) {
-		sqlite3_stmt *s = st->pairs_multi;
+		sqlite3_stmt *s = *multi;
 		for (int r = 0; r < PAIRS_PER_STMT; r++)
 			bind_pair(s, 6 * r, task_id, &pairs[i + (size_t)r]);
 		int rc = sqlite3_step(s);
@@ -1790,7 +1792,21 @@ int ts_store_pairs_put(struct ts_store *st, int64_t task_id, const struct ts_pai
 						    task_id);
 			return db_fail(st, err, "cannot store pairs");
 		}
+		*done = i + PAIRS_PER_STMT;
 	}
+	return 0;
+}
+
+int ts_store_pairs_put(struct ts_store *st, int64_t task_id, const struct ts_pair *pairs,
+		       size_t n, struct ts_error *err)
+{
+	size_t i = 0;
+	hold_release(st);
+	for (size_t k = 0; k < n; k++)
+		if (!pairs[k].src_key || !pairs[k].tgt_key)
+			return ts_error_set(err, TS_EINTERNAL, "state store: a pair needs both keys");
+	if (put_chunks(st, &st->pairs_multi, "pairs", task_id, pairs, n, &i, err))
+		return -1;
 	for (; i < n; i++)
 		if (ts_store_pair_put(st, task_id, &pairs[i], err))
 			return -1;
@@ -1809,10 +1825,14 @@ int ts_store_pairs_put(struct ts_store *st, int64_t task_id, const struct ts_pai
 int ts_store_pairs_rehash(struct ts_store *st, int64_t task_id, const struct ts_pair *pairs,
 			  size_t n, struct ts_error *err)
 {
+	size_t i;
+	hold_release(st);
+	if (put_chunks(st, &st->delta_multi, "pair_delta", task_id, pairs, n, &i, err))
+		return -1;
 	sqlite3_stmt *s = stmt(st, S_PAIR_REHASH, err);
 	if (!s)
 		return -1;
-	for (size_t i = 0; i < n; i++) {
+	for (; i < n; i++) {
 		const struct ts_pair *p = &pairs[i];
 		sqlite3_bind_int64(s, 1, task_id);
 		bind_key(s, 2, p->src_key);

@@ -798,6 +798,17 @@ static void t_pair_delta(void)
 	expect_hashes(st, t, "96", "t96", 119, 7, NULL);
 	expect_hashes(st, t, "180", "t180", 1, 2, NULL);
 
+	/* 100 at once: a chunk of 64 through one statement, then one by one. */
+	struct ts_pair up3[100];
+	for (int i = 0; i < 100; i++)
+		up3[i] = (struct ts_pair){keys[i + 100][0], keys[i + 100][1], 5000 + (uint64_t)i, 9,
+					  NULL, 0};
+	TT_OK(ts_store_pairs_rehash(st, t, up3, 100, &err));
+	expect_hashes(st, t, "101", "t101", 5000, 9, NULL);
+	expect_hashes(st, t, "164", "t164", 5063, 9, NULL);
+	expect_hashes(st, t, "165", "t165", 5064, 9, NULL);
+	expect_hashes(st, t, "200", "t200", 5099, 9, NULL);
+
 	/* Clearing the pairs or deleting the task takes the delta along. */
 	TT_OK(ts_store_pairs_rehash(st, t, up2, 3, &err));
 	TT_EQ_INT(sql_int(file, "SELECT count(*) FROM pair_delta"), 3);
