@@ -2,8 +2,10 @@
 # sync_bench.sh - issue #2's benchmark: first sync of N rows (8 columns of
 # mixed types) SQLite -> PostgreSQL and PostgreSQL -> SQLite beside the
 # baselines measured in the same run (psql \copy and sqlite3 .import of the
-# same rows as CSV), an incremental run with 1% changed rows, and a run with
-# nothing changed.  Prints rows/s, seconds and peak RSS; medians of REPS.
+# same rows as CSV), an incremental run with 1% changed rows (right after
+# the first sync, and again after a checkpoint, each beside PostgreSQL's
+# own UPDATE of as many rows: the floor), and a run with nothing changed.
+# Prints rows/s, seconds and peak RSS; medians of REPS.
 #
 #   bench/sync_bench.sh [ROWS] [REPS]      (defaults 1000000 3)
 #
@@ -25,11 +27,23 @@ pg=$(cat "$pgstate")
 psql_() { psql "$pg" -v ON_ERROR_STOP=1 -qAt "$@"; }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-# runs a command under GNU time; prints "seconds maxrss_kib".  Every timed
-# step starts from a quiet machine: PostgreSQL's checkpoint and the kernel's
+# runs a command under GNU time; prints "seconds maxrss_kib".  A timed step
+# starts from a quiet machine: PostgreSQL's checkpoint and the kernel's
 # writeback of the step before (a million rows) would otherwise land in it.
+# warm: without the checkpoint, as when runs follow each other; after one,
+# PostgreSQL writes a full page image for the first change of every page, so
+# 10,000 updates spread over a million rows cost it about twice as much.
 quiesce() { psql_ -c CHECKPOINT; sync; }
-timed() { quiesce; /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }; cat "$work/time"; }
+run_timed() { /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }; cat "$work/time"; }
+timed() { quiesce; run_timed "$@"; }
+warm() { sync; run_timed "$@"; }
+# PostgreSQL's own UPDATE of `changes` rows spread like the bench's changes
+# (every 100th from $1, rows no run touched), in one statement and without
+# the capture trigger, as tidesync writes: the floor of an incremental run.
+pg_update() { psql "$pg" -v ON_ERROR_STOP=1 -qAt -c "BEGIN" -c "SELECT set_config('tidesync.applying', '1', true)" \
+	-c "UPDATE items SET qty = qty + 1 WHERE id = ANY (ARRAY(SELECT generate_series($1, $rows, 100)))" -c "COMMIT"; }
+export -f pg_update
+export pg rows
 
 SQ_DDL="CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, email TEXT, qty INTEGER, price NUMERIC, active BOOLEAN, born DATE, seen TIMESTAMPTZ)"
 PG_DDL="CREATE TABLE items (id bigserial PRIMARY KEY, name text, email text, qty integer, price numeric(12,2), active boolean, born date, seen timestamptz)"
@@ -77,10 +91,20 @@ for rep in $(seq 1 "$reps"); do
 	read -r s m < <(timed "$bin" --state "$d/state.db" run bench)
 	add sq2pg_s "$s"; add sq2pg_rss "$m"
 	[ "$(psql_ -c 'SELECT count(*) FROM items')" = "$rows" ] || { echo "sq2pg: wrong row count" >&2; exit 1; }
+	# incremental, warm: right after the first sync; then its floor
 	sqlite3 "$d/src.db" "UPDATE items SET qty = qty + 1 WHERE id % 100 = 0"
-	read -r s m < <(timed "$bin" --state "$d/state.db" run bench)
+	read -r s m < <(warm "$bin" --state "$d/state.db" run bench)
 	add sq2pg_inc_s "$s"; add sq2pg_inc_rss "$m"
 	grep -q "to_target: 0 inserted, $changes updated" "$work/out" || { cat "$work/out"; echo "incremental run did not update $changes rows" >&2; exit 1; }
+	read -r s m < <(warm bash -c 'pg_update 50')
+	add pg_update_s "$s"
+	# incremental after a checkpoint (other rows); then its floor
+	sqlite3 "$d/src.db" "UPDATE items SET qty = qty + 1 WHERE id % 100 = 20"
+	read -r s m < <(timed "$bin" --state "$d/state.db" run bench)
+	add sq2pg_incc_s "$s"
+	grep -q "to_target: 0 inserted, $changes updated" "$work/out" || { cat "$work/out"; echo "incremental run did not update $changes rows" >&2; exit 1; }
+	read -r s m < <(timed bash -c 'pg_update 70')
+	add pg_updatec_s "$s"
 	read -r s m < <(timed "$bin" --state "$d/state.db" run bench)
 	add sq2pg_nop_s "$s"; add sq2pg_nop_rss "$m"
 
@@ -94,7 +118,7 @@ for rep in $(seq 1 "$reps"); do
 	add pg2sq_s "$s"; add pg2sq_rss "$m"
 	[ "$(sqlite3 "$d/tgt.db" 'SELECT count(*) FROM items')" = "$rows" ] || { echo "pg2sq: wrong row count" >&2; exit 1; }
 	psql_ -c "UPDATE items SET qty = qty + 1 WHERE id % 100 = 0"
-	read -r s m < <(timed "$bin" --state "$d/state.db" run bench)
+	read -r s m < <(warm "$bin" --state "$d/state.db" run bench)
 	add pg2sq_inc_s "$s"; add pg2sq_inc_rss "$m"
 	read -r s m < <(timed "$bin" --state "$d/state.db" run bench)
 	add pg2sq_nop_s "$s"; add pg2sq_nop_rss "$m"
@@ -116,6 +140,11 @@ printf '%-40s %8ss %10s rows/s  peak RSS %s MiB  rate vs \\copy %s\n' "first syn
 printf '%-40s %8ss %10s rows/s  peak RSS %s MiB  rate vs .import %s\n' "first sync PostgreSQL -> SQLite" "$b" "$(rate "$b")" "$(mib "$(med pg2sq_rss)")" "$(ratio "$i" "$b")"
 x=$(med sq2pg_inc_s); y=$(med pg2sq_inc_s)
 printf '%-40s %8ss  peak RSS %s MiB  %s of the first sync\n' "incremental $changes changes SQ -> PG" "$x" "$(mib "$(med sq2pg_inc_rss)")" "$(ratio "$x" "$a")"
+u=$(med pg_update_s)
+printf '%-40s %8ss  %s of the first sync (the floor; the run takes %sx this)\n' "  PostgreSQL's own UPDATE of those rows" "$u" "$(ratio "$u" "$a")" "$(ratio "$x" "$u")"
+xc=$(med sq2pg_incc_s); uc=$(med pg_updatec_s)
+printf '%-40s %8ss  %s of the first sync\n' "  the same after a checkpoint" "$xc" "$(ratio "$xc" "$a")"
+printf '%-40s %8ss  %s of the first sync (the floor; the run takes %sx this)\n' "  PostgreSQL's own UPDATE after one" "$uc" "$(ratio "$uc" "$a")" "$(ratio "$xc" "$uc")"
 printf '%-40s %8ss  peak RSS %s MiB  %s of the first sync\n' "incremental $changes changes PG -> SQ" "$y" "$(mib "$(med pg2sq_inc_rss)")" "$(ratio "$y" "$b")"
 printf '%-40s %8ss  peak RSS %s MiB\n' "nothing changed SQ -> PG" "$(med sq2pg_nop_s)" "$(mib "$(med sq2pg_nop_rss)")"
 printf '%-40s %8ss  peak RSS %s MiB\n' "nothing changed PG -> SQ" "$(med pg2sq_nop_s)" "$(mib "$(med pg2sq_nop_rss)")"

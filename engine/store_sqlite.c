@@ -1624,10 +1624,12 @@ static int read_pair(sqlite3_stmt *s, struct ts_pair *out)
 	return 0;
 }
 
-/* 1 if the task has delta rows, 0 if none, -1 on error. */
-static int delta_any(struct ts_store *st, int64_t task_id, struct ts_error *err)
+/* 1 if the statement `id` (a task's first row of something) finds a row,
+ * 0 if none, -1 on error. */
+static int task_has(struct ts_store *st, enum stmt_id id, int64_t task_id, const char *what,
+		    struct ts_error *err)
 {
-	sqlite3_stmt *s = stmt(st, S_DELTA_ANY, err);
+	sqlite3_stmt *s = stmt(st, id, err);
 	if (!s)
 		return -1;
 	sqlite3_bind_int64(s, 1, task_id);
@@ -1635,7 +1637,13 @@ static int delta_any(struct ts_store *st, int64_t task_id, struct ts_error *err)
 	sqlite3_reset(s);
 	if (rc == SQLITE_ROW)
 		return 1;
-	return rc == SQLITE_DONE ? 0 : db_fail(st, err, "cannot read the pair delta");
+	return rc == SQLITE_DONE ? 0 : db_fail(st, err, what);
+}
+
+/* 1 if the task has delta rows, 0 if none, -1 on error. */
+static int delta_any(struct ts_store *st, int64_t task_id, struct ts_error *err)
+{
+	return task_has(st, S_DELTA_ANY, task_id, "cannot read the pair delta", err);
 }
 
 /* Drops the delta row of one pair (id: S_DELTA_DEL_SRC or _TGT). */
@@ -1874,15 +1882,7 @@ int ts_store_pair_delete(struct ts_store *st, int64_t task_id, int side, const c
 
 int ts_store_pair_any(struct ts_store *st, int64_t task_id, struct ts_error *err)
 {
-	sqlite3_stmt *s = stmt(st, S_PAIR_ANY, err);
-	if (!s)
-		return -1;
-	sqlite3_bind_int64(s, 1, task_id);
-	int rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	if (rc == SQLITE_ROW)
-		return 1;
-	return rc == SQLITE_DONE ? 0 : db_fail(st, err, "cannot read the pairs");
+	return task_has(st, S_PAIR_ANY, task_id, "cannot read the pairs", err);
 }
 
 int64_t ts_store_pair_count(struct ts_store *st, int64_t task_id, struct ts_error *err)
