@@ -139,6 +139,7 @@ struct task {
 	struct counts cnt[2];  /* [0] to_target, [1] to_source */
 	int64_t conflicts;
 	json_t *errors;
+	json_t *conflicts_due; /* conflict documents not stored yet (conflicts_store) */
 	size_t nerrors_logged;
 	struct queue q[2];     /* q[d]: writes of direction d */
 	struct inflight fl[2]; /* fl[d]: the batch of direction d being written */
@@ -390,6 +391,7 @@ static void queue_free(struct queue *q)
 
 static int flush(struct task *t, int d, struct ts_error *err);
 static int flush_start(struct task *t, int d, struct ts_error *err);
+static int conflicts_store(struct task *t, struct ts_error *err);
 static char *vals_encode(const struct ts_row *tt, const struct ts_row *ts, size_t *len);
 
 /* Queues a write of direction d; `row` (mapped values) is copied. */
@@ -778,6 +780,9 @@ static int flush_start(struct task *t, int d, struct ts_error *err)
 		reserve = nins && (rs->ops->caps & TS_CAP_RESERVE_KEYS);
 	}
 
+	if (conflicts_store(t, err))
+		goto out;
+
 	/* Reserved keys: pair first, mark the batch in flight, then write. */
 	if (reserve) {
 		reserved = calloc(nins, sizeof *reserved);
@@ -1085,6 +1090,8 @@ out_clean:
 /* Writes everything queued for direction d and waits until it landed. */
 static int flush(struct task *t, int d, struct ts_error *err)
 {
+	if (conflicts_store(t, err))
+		return -1;
 	/* a finished batch may queue re-inserts: go on until nothing is left */
 	while (t->q[d].n || t->fl[d].active)
 		if (flush_start(t, d, err) || flush_finish(t, d, err))
@@ -1236,9 +1243,36 @@ static int log_conflict(struct task *t, const char *src_key, const char *tgt_key
 				"policy", "source_wins", "winner", "source", "losing_side", "target",
 				"winning", src_row ? row_json(t->sch[0], src_row) : json_null(),
 				"losing", tgt_row ? row_json(t->sch[1], tgt_row) : json_null());
-	int rc = ts_store_conflict_add(r->st, r->run_id, r->integration, t->name, doc, err);
-	json_decref(doc);
-	return rc;
+	if (!doc || json_array_append_new(t->conflicts_due, doc))
+		return ts_error_set(err, TS_ENOMEM, "out of memory");
+	return 0;
+}
+
+/*
+ * Conflicts wait in conflicts_due until the next batch is handed to the
+ * writer and are stored, in one transaction, before it: the losing values
+ * are durable before the write that overwrites them, and 10,000 conflicts
+ * cost one commit instead of 10,000.  A task that fails drops those still
+ * waiting: their writes never happened, so the next run meets them again.
+ */
+static int conflicts_store(struct task *t, struct ts_error *err)
+{
+	struct run *r = t->run;
+	size_t n = json_array_size(t->conflicts_due);
+	if (!n)
+		return 0;
+	if (ts_store_begin(r->st, err))
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (ts_store_conflict_add(r->st, r->run_id, r->integration, t->name,
+					  json_array_get(t->conflicts_due, i), err)) {
+			ts_store_rollback(r->st);
+			return -1;
+		}
+	if (ts_store_commit(r->st, err))
+		return -1;
+	json_array_clear(t->conflicts_due);
+	return 0;
 }
 
 /* ---------------------------------------------------------------- merge_fields */
@@ -1393,8 +1427,8 @@ static int merge_conflict(struct task *t, const char *src_key, const struct ts_p
 							"time", now, "source_key", src_key, "target_key",
 							p->tgt_key, "policy", "merge_fields", "winner", "source",
 							"losing_side", "target", "fields", fields, "losing", losing);
-				ret = ts_store_conflict_add(r->st, r->run_id, r->integration, t->name, doc, err);
-				json_decref(doc);
+				if (!doc || json_array_append_new(t->conflicts_due, doc))
+					ret = ts_error_set(err, TS_ENOMEM, "out of memory");
 			}
 			if (!ret)
 				ret = 1;
@@ -2283,7 +2317,7 @@ static int sync_task(struct task *t, const char *last_sync, int init_tracking, s
 	if (spool_foreach(r->sp, 1, phase_c_cb, t, err) || flush(t, 1, err))
 		goto out;
 
-	if (apply_deletes(t, err))
+	if (apply_deletes(t, err) || conflicts_store(t, err))
 		goto out;
 
 	trace(t, "phase C and deletes");
@@ -2325,6 +2359,7 @@ static void task_free(struct task *t)
 	json_decref(t->doc);
 	json_decref(t->mapping);
 	json_decref(t->errors);
+	json_decref(t->conflicts_due);
 	ts_row_free(t->m);
 	ts_row_free(t->row2);
 	ts_row_free(t->tmp_in);
@@ -2456,6 +2491,7 @@ static int run_task(struct run *r, const char *tn, int pass, const char *last_sy
 	r->cur_task = tn;
 	t.name = strdup(tn);
 	t.errors = json_array();
+	t.conflicts_due = json_array();
 	t.id = ts_store_task_id(r->st, r->integration, tn, terr);
 	t.doc = ts_store_task_get(r->st, r->integration, tn, terr);
 	t.mapping = ts_store_mapping_get(r->st, r->integration, tn, terr);

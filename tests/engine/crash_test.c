@@ -134,10 +134,41 @@ static void t_concurrent_run_refused(void)
 	env_free(e);
 }
 
+/* Conflicts are in the log before the write that overwrites the losing
+ * values: killed after two batches landed (the run still reading), the
+ * log holds the losing values of every record they overwrote. */
+static void t_crash_keeps_conflicts(void)
+{
+	struct env *e = env_new("crash_conflict", SIDE_SQLITE, SIDE_PG);
+	env_exec(e, 0, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)");
+	env_exec(e, 1, "CREATE TABLE t (id bigserial PRIMARY KEY, name text, qty integer)");
+	env_exec(e, 0, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i+1 FROM n WHERE i < 2999)"
+		       " INSERT INTO t(name, qty) SELECT 's'||i, i FROM n");
+	env_task(e, "t", "t", "t", NULL, NULL);
+	TT_EQ_INT(run_binary(e, NULL), 0);
+	env_exec(e, 0, "UPDATE t SET qty = qty + 100000");
+	env_exec(e, 1, "UPDATE t SET qty = qty + 200000");
+	TT_EQ_INT(run_binary(e, "after_apply:2"), 137);
+	int overwritten = atoi(env_q(e, 1, "SELECT count(*) FROM t WHERE qty >= 100000 AND qty < 200000"));
+	TT_ASSERTF(overwritten > 0 && overwritten < 3000, "%d records overwritten by two batches",
+		   overwritten);
+	struct ts_error err = {0};
+	json_t *cl = ts_store_conflict_list(e->st, "integ", 5000, &err);
+	size_t logged = json_array_size(cl);
+	TT_ASSERTF(logged >= (size_t)overwritten, "%d records overwritten, %zu conflicts logged",
+		   overwritten, logged);
+	json_decref(cl);
+	TT_EQ_INT(run_binary(e, NULL), 0);
+	check_same(e, 3000);
+	TT_EQ_STR(env_q(e, 1, "SELECT min(qty) FROM t"), "100000");
+	env_free(e);
+}
+
 int main(void)
 {
 	ts_connectors_register_builtin();
 	TT_RUN(t_concurrent_run_refused);
+	TT_RUN(t_crash_keeps_conflicts);
 	/* volatile: TT_RUN setjmp()s inside this loop */
 	for (volatile size_t i = 0; i < sizeof failpoints / sizeof *failpoints; i++) {
 		cur_fp = failpoints[i];
