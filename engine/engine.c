@@ -143,6 +143,7 @@ struct task {
 	size_t nerrors_logged;
 	struct queue q[2];     /* q[d]: writes of direction d */
 	struct inflight fl[2]; /* fl[d]: the batch of direction d being written */
+	struct queue spare_q[2]; /* buffers for a batch handed before the last one's bookkeeping */
 	int hold[2];           /* hold[d]: queue, do not write (the connection is busy reading) */
 	json_t *next_mark[2];  /* marker part of a batch paired ahead (flush_start) */
 	size_t batch;          /* records a batch now (grows to batch_max) */
@@ -724,6 +725,8 @@ static void flush_abandon(struct task *t, int d)
 }
 
 static int flush_finish(struct task *t, int d, struct ts_error *err);
+static void batch_join(struct task *t, struct inflight *f);
+static int batch_finish(struct task *t, int d, struct inflight *f, struct ts_error *err);
 
 /*
  * Starts writing the queued writes of direction d to the receiving side
@@ -755,14 +758,40 @@ static int flush_start(struct task *t, int d, struct ts_error *err)
 	 * marked in flight with the one being written) while the writer is
 	 * still busy, so the store's work overlaps the target's. */
 	int ahead = reserve && f->active && f->npool - f->pool_at >= nins;
+	/* Handing first: a batch that needs nothing before its write (no keys
+	 * to reserve, no intents) goes to the writer as soon as the one before
+	 * is written, and that one's bookkeeping is done meanwhile - unless it
+	 * must still use the connection (a journal to clear). */
+	int early = !ahead && !nins && f->active && !(f->b.journal_tag && f->nins) && q->n;
+	struct inflight done = {0};
+	int have_done = 0;
+	if (early && canceled(r))
+		early = 0;
+	if (early) {
+		batch_join(t, f);
+		if (f->rc)
+			return batch_finish(t, d, f, err); /* fails, with the batch's error */
+		done = *f;
+		have_done = 1;
+		if (!t->spare_q[d].cap && queue_init(&t->spare_q[d], err)) {
+			ret = -1;
+			goto out;
+		}
+		f->q = t->spare_q[d];
+		memset(&t->spare_q[d], 0, sizeof t->spare_q[d]);
+		f->ops = NULL;
+		f->mark = NULL;
+	}
 	/* (finishing may queue re-inserts, and that may start a batch itself) */
 	while (!ahead && f->active)
 		if (flush_finish(t, d, err))
 			return -1;
 	if (!q->n)
 		return 0;
-	if (canceled(r))
-		return ts_error_set(err, TS_ECANCELED, "the run was canceled");
+	if (canceled(r)) {
+		ts_error_set(err, TS_ECANCELED, "the run was canceled");
+		goto out;
+	}
 	progress(t, d == 0 ? "writing target" : "writing source", 1);
 
 	size_t nq = q->n; /* this batch: finishing the one before may queue more */
@@ -913,6 +942,17 @@ static int flush_start(struct task *t, int d, struct ts_error *err)
 		apply_worker(f); /* no thread: write in this one */
 	ret = 0;
 out:
+	if (have_done) {
+		/* the batch before, written: its bookkeeping, while this one is
+		 * written (held: re-inserts it queues wait for the next batch) */
+		int held = t->hold[d];
+		t->hold[d] = 1;
+		struct ts_error e2 = {0};
+		if (batch_finish(t, d, &done, ret ? &e2 : err) && !ret)
+			ret = -1;
+		t->hold[d] = held;
+		t->spare_q[d] = done.q;
+	}
 	if (in_txn)
 		ts_store_rollback(r->st);
 	if (ret) {
@@ -931,10 +971,35 @@ out:
 
 /* Waits for the batch in flight and brings the pairing and the counts up
  * to date with what landed. */
+/* Waits for the writer thread of batch f. */
+static void batch_join(struct task *t, struct inflight *f)
+{
+	if (f->threaded)
+		pthread_join(f->th, NULL);
+	f->active = 0;
+	pool_absorb(f);
+	if (trace_on()) {
+		char what[96];
+		snprintf(what, sizeof what, "batch of %zu written", f->q.n);
+		trace(t, what);
+	}
+}
+
 static int flush_finish(struct task *t, int d, struct ts_error *err)
 {
-	struct run *r = t->run;
 	struct inflight *f = &t->fl[d];
+	if (!f->active)
+		return 0;
+	batch_join(t, f);
+	return batch_finish(t, d, f, err);
+}
+
+/* The bookkeeping of a written batch f (joined): pairs, hashes, counts,
+ * failures, re-inserts.  f is the task's batch, or one moved out of it
+ * when the next batch was handed first (flush_start). */
+static int batch_finish(struct task *t, int d, struct inflight *f, struct ts_error *err)
+{
+	struct run *r = t->run;
 	struct queue *q = &f->q;
 	int recv = 1 - d;
 	struct side *rs = &r->side[recv];
@@ -945,17 +1010,6 @@ static int flush_finish(struct task *t, int d, struct ts_error *err)
 	struct ts_pair *upd = NULL;   /* updated pairs: only their hashes change */
 	struct qop *again = NULL;
 
-	if (!f->active)
-		return 0;
-	if (f->threaded)
-		pthread_join(f->th, NULL);
-	f->active = 0;
-	pool_absorb(f);
-	if (trace_on()) {
-		char what[96];
-		snprintf(what, sizeof what, "batch of %zu written", q->n);
-		trace(t, what);
-	}
 	struct ts_op *ops = f->ops;
 	if (f->rc) {
 		if (!ts_error_isset(err))
@@ -2355,6 +2409,7 @@ static void task_free(struct task *t)
 		map_free(&t->map[s]);
 		ts_expr_free(t->filter[s]);
 		queue_free(&t->q[s]);
+		queue_free(&t->spare_q[s]);
 	}
 	json_decref(t->doc);
 	json_decref(t->mapping);
