@@ -586,7 +586,8 @@ static void pool_absorb(struct inflight *f)
 	size_t left = f->npool - f->pool_at;
 	char **p = f->nwpool ? malloc((left + f->nwpool) * sizeof *p) : NULL;
 	if (p) {
-		memcpy(p, f->pool + f->pool_at, left * sizeof *p);
+		if (left)
+			memcpy(p, f->pool + f->pool_at, left * sizeof *p);
 		memcpy(p + left, f->wpool, f->nwpool * sizeof *p);
 		free(f->pool);
 		f->pool = p;
