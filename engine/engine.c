@@ -632,10 +632,9 @@ static json_t *marker_part(char *const *keys, size_t n)
 			prog = 0;
 		else if (i == 0)
 			first = v;
-		else if (i == 1)
-			step = v - first;
-		else if (v != first + (int64_t)i * step)
-			prog = 0;
+		else if (i == 1 ? __builtin_sub_overflow((int64_t)v, first, &step)
+				: (uint64_t)v != (uint64_t)first + (uint64_t)i * (uint64_t)step)
+			prog = 0; /* (unsigned: wraps, never overflows) */
 	}
 	if (prog && step != 0)
 		return json_pack("{sIsIsI}", "from", (json_int_t)first, "step", (json_int_t)step,
@@ -681,7 +680,7 @@ static void marker_flatten(json_t *v, json_t *out)
 		json_int_t n = json_integer_value(json_object_get(v, "count"));
 		for (json_int_t k = 0; k < n; k++) {
 			char key[24];
-			ts_fmt_i64(key, (int64_t)(first + k * step));
+			ts_fmt_i64(key, (int64_t)((uint64_t)first + (uint64_t)k * (uint64_t)step));
 			json_array_append_new(out, json_string(key));
 		}
 	}
@@ -768,16 +767,16 @@ static int flush_start(struct task *t, int d, struct ts_error *err)
 	int have_done = 0;
 	if (early && canceled(r))
 		early = 0;
+	if (early && !t->spare_q[d].cap && queue_init(&t->spare_q[d], err)) {
+		queue_free(&t->spare_q[d]);
+		return -1;
+	}
 	if (early) {
 		batch_join(t, f);
 		if (f->rc)
 			return batch_finish(t, d, f, err); /* fails, with the batch's error */
 		done = *f;
 		have_done = 1;
-		if (!t->spare_q[d].cap && queue_init(&t->spare_q[d], err)) {
-			ret = -1;
-			goto out;
-		}
 		f->q = t->spare_q[d];
 		memset(&t->spare_q[d], 0, sizeof t->spare_q[d]);
 		f->ops = NULL;
@@ -1689,8 +1688,10 @@ static int phase_b_cb(void *ud, enum ts_change_op op, const char *key, const str
 				goto out;
 			if (top_op == TS_CH_DELETE) {
 				/* Deleted in the target, changed in the source: the
-				 * source wins and the record comes back. */
-				if (ts_store_pair_delete(r->st, t->id, 0, key, err))
+				 * source wins and the record comes back.  Unpairing is
+				 * durable at once, so the conflict is stored first. */
+				if (conflicts_store(t, err) ||
+				    ts_store_pair_delete(r->st, t->id, 0, key, err))
 					goto out;
 				ret = enqueue(t, 0, TS_OP_INSERT, NULL, key, t->m, h, hr, err);
 				goto out;
