@@ -34,7 +34,12 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 # PostgreSQL writes a full page image for the first change of every page, so
 # 10,000 updates spread over a million rows cost it about twice as much.
 quiesce() { psql_ -c CHECKPOINT; sync; }
-run_timed() { /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }; cat "$work/time"; }
+run_timed() {
+	local t0=$EPOCHREALTIME t1
+	/usr/bin/time -f '%M' -o "$work/time" "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }
+	t1=$EPOCHREALTIME # (GNU time's %e has 10 ms steps: too coarse for the short runs)
+	awk -v a="$t0" -v b="$t1" -v m="$(cat "$work/time")" 'BEGIN {printf "%.3f %s\n", b - a, m}'
+}
 timed() { quiesce; run_timed "$@"; }
 warm() { sync; run_timed "$@"; }
 # PostgreSQL's own UPDATE of `changes` rows spread like the bench's changes
@@ -128,23 +133,24 @@ done
 med() { echo "${R[$1]}" | tr ' ' '\n' | grep . | median; }
 rate() { awk -v r="$rows" -v s="$1" 'BEGIN {printf "%.0f", r / s}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f%%", 100 * a / b}'; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
 c=$(med copy_s); i=$(med import_s)
 a=$(med sq2pg_s); b=$(med pg2sq_s)
 echo
 echo "rows: $rows, repetitions: $reps (medians)"
-printf '%-40s %8ss %10s rows/s\n' "baseline psql \\copy" "$c" "$(rate "$c")"
-printf '%-40s %8ss %10s rows/s\n' "baseline sqlite3 .import" "$i" "$(rate "$i")"
-printf '%-40s %8ss %10s rows/s  peak RSS %s MiB  rate vs \\copy %s\n' "first sync SQLite -> PostgreSQL" "$a" "$(rate "$a")" "$(mib "$(med sq2pg_rss)")" "$(ratio "$c" "$a")"
-printf '%-40s %8ss %10s rows/s  peak RSS %s MiB  rate vs .import %s\n' "first sync PostgreSQL -> SQLite" "$b" "$(rate "$b")" "$(mib "$(med pg2sq_rss)")" "$(ratio "$i" "$b")"
+printf '%-40s %8.3fs %10s rows/s\n' "baseline psql \\copy" "$c" "$(rate "$c")"
+printf '%-40s %8.3fs %10s rows/s\n' "baseline sqlite3 .import" "$i" "$(rate "$i")"
+printf '%-40s %8.3fs %10s rows/s  peak RSS %s MiB  rate vs \\copy %s\n' "first sync SQLite -> PostgreSQL" "$a" "$(rate "$a")" "$(mib "$(med sq2pg_rss)")" "$(ratio "$c" "$a")"
+printf '%-40s %8.3fs %10s rows/s  peak RSS %s MiB  rate vs .import %s\n' "first sync PostgreSQL -> SQLite" "$b" "$(rate "$b")" "$(mib "$(med pg2sq_rss)")" "$(ratio "$i" "$b")"
 x=$(med sq2pg_inc_s); y=$(med pg2sq_inc_s)
-printf '%-40s %8ss  peak RSS %s MiB  %s of the first sync\n' "incremental $changes changes SQ -> PG" "$x" "$(mib "$(med sq2pg_inc_rss)")" "$(ratio "$x" "$a")"
+printf '%-40s %8.3fs  peak RSS %s MiB  %s of the first sync\n' "incremental $changes changes SQ -> PG" "$x" "$(mib "$(med sq2pg_inc_rss)")" "$(pct "$x" "$a")"
 u=$(med pg_update_s)
-printf '%-40s %8ss  %s of the first sync (the floor; the run takes %sx this)\n' "  PostgreSQL's own UPDATE of those rows" "$u" "$(ratio "$u" "$a")" "$(ratio "$x" "$u")"
+printf '%-40s %8.3fs  %s of the first sync (the floor; the run takes %sx this)\n' "  PostgreSQL's own UPDATE of those rows" "$u" "$(pct "$u" "$a")" "$(ratio "$x" "$u")"
 xc=$(med sq2pg_incc_s); uc=$(med pg_updatec_s)
-printf '%-40s %8ss  %s of the first sync\n' "  the same after a checkpoint" "$xc" "$(ratio "$xc" "$a")"
-printf '%-40s %8ss  %s of the first sync (the floor; the run takes %sx this)\n' "  PostgreSQL's own UPDATE after one" "$uc" "$(ratio "$uc" "$a")" "$(ratio "$xc" "$uc")"
-printf '%-40s %8ss  peak RSS %s MiB  %s of the first sync\n' "incremental $changes changes PG -> SQ" "$y" "$(mib "$(med pg2sq_inc_rss)")" "$(ratio "$y" "$b")"
-printf '%-40s %8ss  peak RSS %s MiB\n' "nothing changed SQ -> PG" "$(med sq2pg_nop_s)" "$(mib "$(med sq2pg_nop_rss)")"
-printf '%-40s %8ss  peak RSS %s MiB\n' "nothing changed PG -> SQ" "$(med pg2sq_nop_s)" "$(mib "$(med pg2sq_nop_rss)")"
+printf '%-40s %8.3fs  %s of the first sync\n' "  the same after a checkpoint" "$xc" "$(pct "$xc" "$a")"
+printf '%-40s %8.3fs  %s of the first sync (the floor; the run takes %sx this)\n' "  PostgreSQL's own UPDATE after one" "$uc" "$(pct "$uc" "$a")" "$(ratio "$xc" "$uc")"
+printf '%-40s %8.3fs  peak RSS %s MiB  %s of the first sync\n' "incremental $changes changes PG -> SQ" "$y" "$(mib "$(med pg2sq_inc_rss)")" "$(pct "$y" "$b")"
+printf '%-40s %8.3fs  peak RSS %s MiB\n' "nothing changed SQ -> PG" "$(med sq2pg_nop_s)" "$(mib "$(med sq2pg_nop_rss)")"
+printf '%-40s %8.3fs  peak RSS %s MiB\n' "nothing changed PG -> SQ" "$(med pg2sq_nop_s)" "$(mib "$(med pg2sq_nop_rss)")"
