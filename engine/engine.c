@@ -379,6 +379,15 @@ static int queue_move_tail(struct queue *from, size_t keep, struct queue *to)
 	return 0;
 }
 
+/* Inserts that need a key from the receiving side (reserved or generated). */
+static size_t keyless_inserts(const struct queue *q)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < q->n; i++)
+		n += q->ops[i].kind == TS_OP_INSERT && !q->ops[i].key;
+	return n;
+}
+
 static void queue_free(struct queue *q)
 {
 	for (size_t i = 0; i < q->n; i++)
@@ -749,10 +758,7 @@ static int flush_start(struct task *t, int d, struct ts_error *err)
 	json_t *mark = NULL;
 	int ret = -1, in_txn = 0;
 
-	size_t nins = 0;
-	for (size_t i = 0; i < q->n; i++)
-		if (q->ops[i].kind == TS_OP_INSERT && !q->ops[i].key)
-			nins++;
+	size_t nins = keyless_inserts(q);
 	int reserve = nins && (rs->ops->caps & TS_CAP_RESERVE_KEYS);
 	/* Pairing ahead: with keys reserved already, this batch is paired (and
 	 * marked in flight with the one being written) while the writer is
@@ -802,10 +808,7 @@ static int flush_start(struct task *t, int d, struct ts_error *err)
 		goto out;
 	}
 	if (!ahead) {
-		nins = 0;
-		for (size_t i = 0; i < nq; i++)
-			if (q->ops[i].kind == TS_OP_INSERT && !q->ops[i].key)
-				nins++;
+		nins = keyless_inserts(q);
 		reserve = nins && (rs->ops->caps & TS_CAP_RESERVE_KEYS);
 	}
 

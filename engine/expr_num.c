@@ -1060,13 +1060,5 @@ int ex_text_number(const char *s, size_t n, locale_t loc, struct val *out)
 int ex_text_bool(const char *s, size_t n)
 {
 	n = trim_len(&s, n);
-	static const char *const t[] = {"true", "t", "1", "yes", "y", "on"};
-	static const char *const f[] = {"false", "f", "0", "no", "n", "off"};
-	for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
-		if (strlen(t[i]) == n && strncasecmp(s, t[i], n) == 0)
-			return 1;
-		if (strlen(f[i]) == n && strncasecmp(s, f[i], n) == 0)
-			return 0;
-	}
-	return -1;
+	return ts_bool_word(s, n);
 }

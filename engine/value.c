@@ -834,12 +834,8 @@ static int parse_float_text(const char *s, size_t n, double *out)
 	return 0;
 }
 
-static int parse_bool_text(const char *s, size_t n)
+int ts_bool_word(const char *s, size_t n)
 {
-	while (n && isspace((unsigned char)*s))
-		s++, n--;
-	while (n && isspace((unsigned char)s[n - 1]))
-		n--;
 	static const char *const t[] = {"true", "t", "1", "yes", "y", "on"};
 	static const char *const f[] = {"false", "f", "0", "no", "n", "off"};
 	for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
@@ -849,6 +845,15 @@ static int parse_bool_text(const char *s, size_t n)
 			return 0;
 	}
 	return -1;
+}
+
+static int parse_bool_text(const char *s, size_t n)
+{
+	while (n && isspace((unsigned char)*s))
+		s++, n--;
+	while (n && isspace((unsigned char)s[n - 1]))
+		n--;
+	return ts_bool_word(s, n);
 }
 
 int ts_value_convert(const struct ts_value *in, enum ts_type to, struct ts_row *row, size_t i,

@@ -922,19 +922,6 @@ static int sq_watermark(struct ts_conn *c, const struct ts_schema *s, char **out
 
 /* ---- reading ---- */
 
-static int parse_bool_text(const char *p, size_t n)
-{
-	static const char *const t[] = { "1", "t", "true", "y", "yes", "on" };
-	static const char *const f[] = { "0", "f", "false", "n", "no", "off" };
-	for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
-		if (strlen(t[i]) == n && strncasecmp(p, t[i], n) == 0)
-			return 1;
-		if (strlen(f[i]) == n && strncasecmp(p, f[i], n) == 0)
-			return 0;
-	}
-	return -1;
-}
-
 /* A value as text of type t (REAL formatted shortest-exact). */
 static int set_real_text(struct ts_row *r, size_t i, enum ts_type t, double d)
 {
@@ -1037,7 +1024,7 @@ static int read_value(struct ts_row *r, size_t i, sqlite3_stmt *st, int col, enu
 			return ts_row_set_str(r, i, t, buf, strlen(buf));
 		break;
 	case TS_BOOL: {
-		int b = parse_bool_text(p, n);
+		int b = ts_bool_word(p, n);
 		if (b >= 0) {
 			ts_row_set_bool(r, i, b);
 			return 0;

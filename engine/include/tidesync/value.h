@@ -119,6 +119,9 @@ int ts_canon_timestamp(const char *in, size_t n, int with_zone, char *out, size_
 /* Decimal text of v into buf (at least 21 bytes), NUL-terminated; returns
  * the length. */
 size_t ts_fmt_i64(char *buf, int64_t v);
+/* 1 for true/t/1/yes/y/on, 0 for false/f/0/no/n/off (any case, the whole
+ * n bytes, no blanks), -1 for anything else. */
+int ts_bool_word(const char *s, size_t n);
 /* The shortest of printf's %.15g, %.16g, %.17g that reads back as d ("NaN",
  * "Infinity", "-Infinity" for those), always with '.' as the decimal point,
  * NUL-terminated in out (32 bytes are always enough); returns the length. */
