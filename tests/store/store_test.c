@@ -1,7 +1,8 @@
 /*
  * store_test.c - the SQLite state store (store.h) on real files: opening,
  * migrating and refusing, file modes, every table's functions, the pair
- * rules, cascading deletes and nested transactions.
+ * rules, cascading deletes, nested transactions and which commits wait
+ * for the disk.
  */
 #include <ftw.h>
 #include <inttypes.h>
@@ -1121,6 +1122,241 @@ static void t_transactions(void)
 	free(file);
 }
 
+/* ---- commits that wait for the disk ---- */
+
+/*
+ * A VFS that forwards to the default one and counts xSync calls, made the
+ * default for the store handles the test opens: how the store asks SQLite
+ * to reach the disk, seen from below.
+ */
+static sqlite3_vfs *real_vfs;
+static int nsyncs;
+
+struct cfile {
+	sqlite3_file base;
+	sqlite3_file *real; /* follows this struct in the same allocation */
+};
+
+#define REAL(f) (((struct cfile *)(f))->real)
+static int c_close(sqlite3_file *f)
+{
+	int rc = REAL(f)->pMethods ? REAL(f)->pMethods->xClose(REAL(f)) : SQLITE_OK;
+	return rc;
+}
+static int c_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o)
+{
+	return REAL(f)->pMethods->xRead(REAL(f), b, n, o);
+}
+static int c_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o)
+{
+	return REAL(f)->pMethods->xWrite(REAL(f), b, n, o);
+}
+static int c_truncate(sqlite3_file *f, sqlite3_int64 n)
+{
+	return REAL(f)->pMethods->xTruncate(REAL(f), n);
+}
+static int c_sync(sqlite3_file *f, int flags)
+{
+	nsyncs++;
+	return REAL(f)->pMethods->xSync(REAL(f), flags);
+}
+static int c_size(sqlite3_file *f, sqlite3_int64 *n)
+{
+	return REAL(f)->pMethods->xFileSize(REAL(f), n);
+}
+static int c_lock(sqlite3_file *f, int l)
+{
+	return REAL(f)->pMethods->xLock(REAL(f), l);
+}
+static int c_unlock(sqlite3_file *f, int l)
+{
+	return REAL(f)->pMethods->xUnlock(REAL(f), l);
+}
+static int c_reserved(sqlite3_file *f, int *r)
+{
+	return REAL(f)->pMethods->xCheckReservedLock(REAL(f), r);
+}
+static int c_fcntl(sqlite3_file *f, int op, void *a)
+{
+	return REAL(f)->pMethods->xFileControl(REAL(f), op, a);
+}
+static int c_sector(sqlite3_file *f)
+{
+	return REAL(f)->pMethods->xSectorSize(REAL(f));
+}
+static int c_devchar(sqlite3_file *f)
+{
+	return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
+}
+static int c_shmmap(sqlite3_file *f, int pg, int sz, int ext, void volatile **p)
+{
+	return REAL(f)->pMethods->xShmMap(REAL(f), pg, sz, ext, p);
+}
+static int c_shmlock(sqlite3_file *f, int off, int n, int flags)
+{
+	return REAL(f)->pMethods->xShmLock(REAL(f), off, n, flags);
+}
+static void c_shmbarrier(sqlite3_file *f)
+{
+	REAL(f)->pMethods->xShmBarrier(REAL(f));
+}
+static int c_shmunmap(sqlite3_file *f, int del)
+{
+	return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
+}
+
+/* Version 2: no xFetch/xUnfetch, so SQLite never memory-maps through us. */
+static const sqlite3_io_methods c_methods = {
+	2,	     c_close,	 c_read,     c_write,	  c_truncate,	c_sync,	    c_size,
+	c_lock,	     c_unlock,	 c_reserved, c_fcntl,	  c_sector,	c_devchar,  c_shmmap,
+	c_shmlock,   c_shmbarrier, c_shmunmap, NULL,	  NULL,
+};
+
+static int c_open(sqlite3_vfs *v, const char *name, sqlite3_file *f, int flags, int *out)
+{
+	(void)v;
+	struct cfile *cf = (struct cfile *)f;
+	cf->real = (sqlite3_file *)(cf + 1);
+	int rc = real_vfs->xOpen(real_vfs, name, cf->real, flags, out);
+	cf->base.pMethods = cf->real->pMethods ? &c_methods : NULL;
+	return rc;
+}
+
+static int c_delete(sqlite3_vfs *v, const char *name, int dirsync)
+{
+	(void)v;
+	return real_vfs->xDelete(real_vfs, name, dirsync);
+}
+
+static int c_access(sqlite3_vfs *v, const char *name, int flags, int *out)
+{
+	(void)v;
+	return real_vfs->xAccess(real_vfs, name, flags, out);
+}
+
+static int c_fullpath(sqlite3_vfs *v, const char *name, int n, char *out)
+{
+	(void)v;
+	return real_vfs->xFullPathname(real_vfs, name, n, out);
+}
+
+static int c_random(sqlite3_vfs *v, int n, char *out)
+{
+	(void)v;
+	return real_vfs->xRandomness(real_vfs, n, out);
+}
+
+static int c_sleep(sqlite3_vfs *v, int us)
+{
+	(void)v;
+	return real_vfs->xSleep(real_vfs, us);
+}
+
+static int c_time(sqlite3_vfs *v, double *t)
+{
+	(void)v;
+	return real_vfs->xCurrentTime(real_vfs, t);
+}
+
+static int c_lasterr(sqlite3_vfs *v, int n, char *b)
+{
+	(void)v;
+	return real_vfs->xGetLastError(real_vfs, n, b);
+}
+
+static sqlite3_vfs counting_vfs;
+
+/* Makes the counting VFS the default (once); returns 0 if it could. */
+static int counting_vfs_on(void)
+{
+	if (real_vfs)
+		return 0;
+	if (!(real_vfs = sqlite3_vfs_find(NULL)))
+		return -1;
+	counting_vfs = (sqlite3_vfs){
+		.iVersion = 1,
+		.szOsFile = (int)sizeof(struct cfile) + real_vfs->szOsFile,
+		.mxPathname = real_vfs->mxPathname,
+		.zName = "counting",
+		.xOpen = c_open,
+		.xDelete = c_delete,
+		.xAccess = c_access,
+		.xFullPathname = c_fullpath,
+		.xDlOpen = NULL,
+		.xRandomness = c_random,
+		.xSleep = c_sleep,
+		.xCurrentTime = c_time,
+		.xGetLastError = c_lasterr,
+	};
+	return sqlite3_vfs_register(&counting_vfs, 1) == SQLITE_OK ? 0 : -1;
+}
+
+static void counting_vfs_off(void)
+{
+	if (real_vfs) {
+		sqlite3_vfs_unregister(&counting_vfs);
+		real_vfs = NULL;
+	}
+}
+
+/* An ordinary commit waits for the disk; a relaxed one does not, and
+ * leaves the handle as it found it; both are visible at once and survive
+ * closing the store. */
+static void t_relaxed_commits(void)
+{
+	struct ts_error err = {0};
+	TT_OK(counting_vfs_on());
+	struct ts_store *st = fresh("relaxed.db");
+	char *file = path_in("relaxed.db");
+
+	nsyncs = 0;
+	TT_OK(ts_store_begin(st, &err));
+	TT_OK(ts_store_integration_create(st, "a", NULL, NULL, &err));
+	TT_OK(ts_store_commit(st, &err));
+	TT_ASSERTF(nsyncs > 0, "an ordinary commit synced %d times", nsyncs);
+
+	nsyncs = 0;
+	TT_OK(ts_store_begin_relaxed(st, &err));
+	TT_OK(ts_store_integration_create(st, "b", NULL, NULL, &err));
+	TT_OK(ts_store_commit(st, &err));
+	TT_EQ_INT(nsyncs, 0);
+	TT_EQ_INT(sql_int(file, "SELECT count(*) FROM integrations WHERE name = 'b'"), 1);
+
+	/* back to ordinary commits, including the store's own ones */
+	nsyncs = 0;
+	TT_OK(ts_store_integration_create(st, "c", NULL, NULL, &err));
+	TT_ASSERTF(nsyncs > 0, "a commit after a relaxed one synced %d times", nsyncs);
+	nsyncs = 0;
+	TT_OK(ts_store_begin(st, &err));
+	TT_OK(ts_store_integration_create(st, "d", NULL, NULL, &err));
+	TT_OK(ts_store_commit(st, &err));
+	TT_ASSERTF(nsyncs > 0, "a commit after a relaxed one synced %d times", nsyncs);
+
+	/* nested in an ordinary transaction it is an ordinary one */
+	nsyncs = 0;
+	TT_OK(ts_store_begin(st, &err));
+	TT_OK(ts_store_begin_relaxed(st, &err));
+	TT_OK(ts_store_integration_create(st, "e", NULL, NULL, &err));
+	TT_OK(ts_store_commit(st, &err));
+	TT_OK(ts_store_commit(st, &err));
+	TT_ASSERTF(nsyncs > 0, "a nested relaxed commit synced %d times", nsyncs);
+
+	/* a relaxed transaction rolled back leaves ordinary commits behind */
+	TT_OK(ts_store_begin_relaxed(st, &err));
+	TT_OK(ts_store_integration_create(st, "lost", NULL, NULL, &err));
+	ts_store_rollback(st);
+	nsyncs = 0;
+	TT_OK(ts_store_integration_create(st, "f", NULL, NULL, &err));
+	TT_ASSERTF(nsyncs > 0, "a commit after a rolled back relaxed one synced %d times",
+		   nsyncs);
+
+	ts_store_close(st);
+	counting_vfs_off();
+	TT_EQ_INT(sql_int(file, "SELECT count(*) FROM integrations"), 6);
+	TT_EQ_INT(sql_int(file, "SELECT count(*) FROM integrations WHERE name = 'lost'"), 0);
+	free(file);
+}
+
 /* Two handles on one file: one writer waits for the other. */
 static void t_two_handles(void)
 {
@@ -1168,6 +1404,7 @@ int main(void)
 	TT_RUN(t_delete_cascades);
 	TT_RUN(t_transactions);
 	TT_RUN(t_two_handles);
+	TT_RUN(t_relaxed_commits);
 	if (!tt_failures)
 		nftw(tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	free(tmp);

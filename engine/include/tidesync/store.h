@@ -47,6 +47,14 @@ const char *ts_store_location(const struct ts_store *st);
 int ts_store_begin(struct ts_store *st, struct ts_error *err);
 int ts_store_commit(struct ts_store *st, struct ts_error *err);
 void ts_store_rollback(struct ts_store *st);
+/* Begins a transaction whose commit does not wait for the disk.  A killed
+ * process loses nothing; a power cut may lose it, but only together with
+ * every later commit (the log is synced in order, so the next ordinary
+ * commit makes it durable too).  For commits whose loss only repeats work
+ * that is safe to repeat: progress records, new hashes of records whose
+ * change will be read again.  Nested in an ordinary transaction it is an
+ * ordinary one. */
+int ts_store_begin_relaxed(struct ts_store *st, struct ts_error *err);
 
 /* ---- connections ---- */
 json_t *ts_store_connection_list(struct ts_store *st, struct ts_error *err); /* array of names */
