@@ -34,6 +34,10 @@ static const char *const sqls[Q__N] = {
 struct spool {
 	sqlite3 *db;
 	sqlite3_stmt *q[Q__N];
+	/* A side's changes / seen keys may be non-empty (set on every put,
+	 * cleared by a reset only): a lookup in an empty table, once per
+	 * record of the other side, is skipped. */
+	unsigned char has_changes[2], has_seen[2];
 	char *buf;
 	size_t cap;
 	struct ts_row *tmp;
@@ -95,6 +99,8 @@ int spool_reset(struct spool *sp, struct ts_error *err)
 	if (sqlite3_exec(sp->db, "DELETE FROM changes; DELETE FROM seen; DELETE FROM match;", NULL,
 			 NULL, NULL) != SQLITE_OK)
 		return db_fail(sp, err);
+	memset(sp->has_changes, 0, sizeof sp->has_changes);
+	memset(sp->has_seen, 0, sizeof sp->has_seen);
 	return 0;
 }
 
@@ -120,6 +126,7 @@ int spool_put(struct spool *sp, int side, const char *key, int op, const struct 
 	      struct ts_error *err)
 {
 	sqlite3_stmt *s = sp->q[Q_PUT];
+	sp->has_changes[!!side] = 1;
 	sqlite3_bind_int(s, 1, side);
 	sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int(s, 3, op);
@@ -138,6 +145,8 @@ int spool_get(struct spool *sp, int side, const char *key, int *op, struct ts_ro
 	      struct ts_error *err)
 {
 	sqlite3_stmt *s = sp->q[Q_GET];
+	if (!sp->has_changes[!!side])
+		return 0;
 	sqlite3_bind_int(s, 1, side);
 	sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s), ret = 0;
@@ -274,6 +283,7 @@ out:
 int spool_seen_add(struct spool *sp, int side, const char *key, struct ts_error *err)
 {
 	sqlite3_stmt *s = sp->q[Q_SEEN_ADD];
+	sp->has_seen[!!side] = 1;
 	sqlite3_bind_int(s, 1, side);
 	sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
 	return step_done(sp, s, err);
@@ -282,6 +292,8 @@ int spool_seen_add(struct spool *sp, int side, const char *key, struct ts_error 
 int spool_seen(struct spool *sp, int side, const char *key)
 {
 	sqlite3_stmt *s = sp->q[Q_SEEN];
+	if (!sp->has_seen[!!side])
+		return 0;
 	sqlite3_bind_int(s, 1, side);
 	sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
