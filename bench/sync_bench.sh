@@ -24,7 +24,13 @@ cleanup() { "$src/tests/lib/pg-cluster.sh" stop "$pgstate" || true; rm -rf "$wor
 trap cleanup EXIT
 "$src/tests/lib/pg-cluster.sh" start "$pgstate" >/dev/null
 pg=$(cat "$pgstate")
-psql_() { psql "$pg" -v ON_ERROR_STOP=1 -qAt "$@"; }
+# psql itself, not Debian's wrapper (/usr/bin/psql, a Perl script that
+# takes ~20 ms to start): the baselines time PostgreSQL, not Perl.
+psql=psql
+for d in /usr/lib/postgresql/15/bin /usr/lib/postgresql/*/bin; do
+	[ -x "$d/psql" ] && { psql=$d/psql; break; }
+done
+psql_() { "$psql" "$pg" -v ON_ERROR_STOP=1 -qAt "$@"; }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 # runs a command under GNU time; prints "seconds maxrss_kib".  A timed step
@@ -45,10 +51,10 @@ warm() { sync; run_timed "$@"; }
 # PostgreSQL's own UPDATE of `changes` rows spread like the bench's changes
 # (every 100th from $1, rows no run touched), in one statement and without
 # the capture trigger, as tidesync writes: the floor of an incremental run.
-pg_update() { psql "$pg" -v ON_ERROR_STOP=1 -qAt -c "BEGIN" -c "SELECT set_config('tidesync.applying', '1', true)" \
+pg_update() { "$psql" "$pg" -v ON_ERROR_STOP=1 -qAt -c "BEGIN" -c "SELECT set_config('tidesync.applying', '1', true)" \
 	-c "UPDATE items SET qty = qty + 1 WHERE id = ANY (ARRAY(SELECT generate_series($1, $rows, 100)))" -c "COMMIT"; }
 export -f pg_update
-export pg rows
+export pg rows psql
 
 SQ_DDL="CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, email TEXT, qty INTEGER, price NUMERIC, active BOOLEAN, born DATE, seen TIMESTAMPTZ)"
 PG_DDL="CREATE TABLE items (id bigserial PRIMARY KEY, name text, email text, qty integer, price numeric(12,2), active boolean, born date, seen timestamptz)"
@@ -80,7 +86,7 @@ for rep in $(seq 1 "$reps"); do
 	echo "repetition $rep of $reps"
 	# baselines
 	psql_ -c "DROP TABLE IF EXISTS items; $PG_DDL"
-	read -r s m < <(timed psql "$pg" -v ON_ERROR_STOP=1 -c "\\copy items(name,email,qty,price,active,born,seen) FROM '$work/items.csv' CSV")
+	read -r s m < <(timed "$psql" "$pg" -v ON_ERROR_STOP=1 -c "\\copy items(name,email,qty,price,active,born,seen) FROM '$work/items.csv' CSV")
 	add copy_s "$s"
 	rm -f "$work/imp.db"
 	sqlite3 "$work/imp.db" "$SQ_DDL"
