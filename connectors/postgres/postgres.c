@@ -999,7 +999,7 @@ static int emit(struct ts_conn *c, const struct ts_schema *s, PGresult *r, struc
 }
 
 /* Streams a query through a cursor in FETCH_ROWS chunks; the caller has
- * begun the transaction. */
+ * begun the transaction and ends it (which closes the cursor). */
 static int stream(struct ts_conn *c, const struct ts_schema *s, const char *query, ts_record_cb cb,
 		  void *ud, struct ts_error *err)
 {
@@ -1010,16 +1010,15 @@ static int stream(struct ts_conn *c, const struct ts_schema *s, const char *quer
 	char fetch[64];
 	if (!row)
 		return oom(err);
-	sb_printf(&q, "DECLARE tidesync_cur NO SCROLL CURSOR FOR %s", query);
+	snprintf(fetch, sizeof fetch, "FETCH FORWARD %d FROM tidesync_cur", FETCH_ROWS);
+	/* the declaration and the first fetch in one round trip */
+	sb_printf(&q, "DECLARE tidesync_cur NO SCROLL CURSOR FOR %s; %s", query, fetch);
 	if (q.oom) {
 		oom(err);
 		goto out;
 	}
-	if (run0(c, q.p, err, s->object, "postgres: read"))
-		goto out;
-	snprintf(fetch, sizeof fetch, "FETCH FORWARD %d FROM tidesync_cur", FETCH_ROWS);
-	for (;;) {
-		if (!(r = run(c, fetch, err, s->object, "postgres: read")))
+	for (int first = 1;; first = 0) {
+		if (!(r = run(c, first ? q.p : fetch, err, s->object, "postgres: read")))
 			goto out;
 		int nt = PQntuples(r);
 		if (emit(c, s, r, row, cb, ud, err))
@@ -1029,7 +1028,7 @@ static int stream(struct ts_conn *c, const struct ts_schema *s, const char *quer
 		if (nt < FETCH_ROWS)
 			break;
 	}
-	ret = run0(c, "CLOSE tidesync_cur", err, s->object, "postgres: read");
+	ret = 0; /* the caller's COMMIT closes the cursor */
 out:
 	PQclear(r);
 	ts_row_free(row);
@@ -1085,11 +1084,9 @@ static int pg_read_changes(struct ts_conn *c, const struct ts_schema *s, const c
 	int ret = -1;
 	if (ready(c, err))
 		return -1;
-	if (run0(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, s->object,
-		 "postgres: read changes"))
-		goto out;
 	if (!(r = run(c,
-		      "SELECT to_regclass('tidesync.changes') IS NOT NULL,"
+		      "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"
+		      " SELECT to_regclass('tidesync.changes') IS NOT NULL,"
 		      " pg_snapshot_xmax(pg_current_snapshot())::text",
 		      err, s->object, "postgres: read changes")))
 		goto out;
@@ -1178,16 +1175,28 @@ static int valid_int_key(const char *k)
 	return !errno && !*end;
 }
 
+/* Appends an element of an array literal, quoted (room for the worst case
+ * is made once: this runs for every value of a set-based batch). */
+static void put_array_elem(struct sbuf *b, const char *s, size_t n)
+{
+	if (sb_reserve(b, 2 * n + 2))
+		return;
+	char *o = b->p + b->n;
+	*o++ = '"';
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			*o++ = '\\';
+		*o++ = s[i];
+	}
+	*o++ = '"';
+	b->n = (size_t)(o - b->p);
+	b->p[b->n] = 0;
+}
+
 /* Appends a key as an element of a text[] literal. */
 static void sb_array_elem(struct sbuf *b, const char *k)
 {
-	sb_putc(b, '"');
-	for (; *k; k++) {
-		if (*k == '"' || *k == '\\')
-			sb_putc(b, '\\');
-		sb_putc(b, *k);
-	}
-	sb_putc(b, '"');
+	put_array_elem(b, k, strlen(k));
 }
 
 static int pg_fetch(struct ts_conn *c, const struct ts_schema *s, const char *const *keys,
@@ -2091,17 +2100,6 @@ static size_t run_len(const struct ts_batch *b, const struct plan *p, size_t i, 
 	return j - i;
 }
 
-/* Appends a text[] literal element. */
-static void put_array_elem(struct sbuf *b, const char *s, size_t n)
-{
-	sb_putc(b, '"');
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '"' || s[i] == '\\')
-			sb_putc(b, '\\');
-		sb_putc(b, s[i]);
-	}
-	sb_putc(b, '"');
-}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -2162,11 +2160,14 @@ static void bulk_sql(struct sbuf *q, const struct plan *p, int kind)
  * (one parameter per column, unnest()ed): UPDATE ... FROM, DELETE ...
  * USING, or INSERT ... SELECT ... ON CONFLICT (keyed inserts COPY could
  * not take).  A failing row fails the statement: it is rolled back to its
- * savepoint and 1 returned, for the row path to isolate the row.  Returns
- * 0 when it landed, -1 when the batch cannot go on.
+ * savepoint and 1 returned, for the row path to isolate the row.  Without
+ * sp (the statement is the whole batch) there is no savepoint, hence no
+ * subtransaction and two round trips fewer, and a failure leaves the
+ * transaction aborted for the caller to roll back.  Returns 0 when it
+ * landed, -1 when the batch cannot go on.
  */
 static int bulk_run(struct ts_conn *c, const struct ts_batch *b, struct plan *p, size_t from,
-		    size_t to, int kind, struct ts_error *err)
+		    size_t to, int kind, int sp, struct ts_error *err)
 {
 	const char *obj = p->s->object, *why = NULL;
 	struct sbuf *q = &c->sql, *d = &c->params, *v = &c->scratch;
@@ -2216,7 +2217,7 @@ static int bulk_run(struct ts_conn *c, const struct ts_batch *b, struct plan *p,
 	for (size_t a = 0; a < na; a++)
 		p->vals[a] = d->p + p->offs[a];
 
-	if (run0(c, "SAVEPOINT tidesync_bulk", err, obj, "postgres: apply"))
+	if (sp && run0(c, "SAVEPOINT tidesync_bulk", err, obj, "postgres: apply"))
 		return -1;
 	r = PQexecParams(c->pg, q->p, (int)na, NULL, p->vals, NULL, NULL, 0);
 	if (!res_ok(r)) {
@@ -2226,12 +2227,15 @@ static int bulk_run(struct ts_conn *c, const struct ts_batch *b, struct plan *p,
 		}
 		PQclear(r);
 		r = NULL;
-		ret = run0(c, "ROLLBACK TO SAVEPOINT tidesync_bulk;"
-			      " RELEASE SAVEPOINT tidesync_bulk",
-			   err, obj, "postgres: apply") ? -1 : 1;
+		if (!sp)
+			ret = 1;
+		else
+			ret = run0(c, "ROLLBACK TO SAVEPOINT tidesync_bulk;"
+				      " RELEASE SAVEPOINT tidesync_bulk",
+				   err, obj, "postgres: apply") ? -1 : 1;
 		goto out;
 	}
-	if (run0(c, "RELEASE SAVEPOINT tidesync_bulk", err, obj, "postgres: apply"))
+	if (sp && run0(c, "RELEASE SAVEPOINT tidesync_bulk", err, obj, "postgres: apply"))
 		goto out;
 	if (kind == K_UPSERT) {
 		for (size_t k = from; k < to; k++)
@@ -2355,7 +2359,7 @@ static int bulk_rows(struct ts_conn *c, const struct ts_batch *b, struct plan *p
 {
 	for (size_t i = from; i < to; i += BULK_MAX) {
 		size_t end = to - i < BULK_MAX ? to : i + BULK_MAX;
-		int rc = bulk_run(c, b, p, i, end, kind, err);
+		int rc = bulk_run(c, b, p, i, end, kind, 1, err);
 		if (rc < 0 || (rc > 0 && rows_run(c, b, p, i, end, sent, err)))
 			return -1;
 	}
@@ -2425,13 +2429,17 @@ static int pg_apply(struct ts_conn *c, struct ts_batch *b, struct ts_error *err)
 	for (size_t i = 0; i < b->nops;) {
 		int kind;
 		size_t len = run_len(b, &p, i, &kind);
-		if (kind == K_UPSERT && len == b->nops && len >= COPY_MIN) {
-			/* the batch is one COPY: no savepoint (no subtransaction);
-			 * if it fails, start the transaction again */
-			int rc = copy_run(c, b, &p, 0, len, 0, err);
+		if (len == b->nops && len >= COPY_MIN && (kind == K_UPSERT || len <= BULK_MAX)) {
+			/* the batch is one COPY or one set-based statement: no
+			 * savepoint (no subtransaction); if it fails, start the
+			 * transaction again and take the way that finds the
+			 * failing rows */
+			int rc = kind == K_UPSERT ? copy_run(c, b, &p, 0, len, 0, err)
+						  : bulk_run(c, b, &p, 0, len, kind, 0, err);
 			if (rc > 0 && (run0(c, "ROLLBACK", err, s->object, "postgres: apply") ||
 				       run0(c, begin_sql, err, s->object, "postgres: apply") ||
-				       bulk_rows(c, b, &p, 0, len, kind, sent, err)))
+				       (kind == K_UPSERT ? bulk_rows(c, b, &p, 0, len, kind, sent, err)
+							 : rows_run(c, b, &p, 0, len, sent, err))))
 				rc = -1;
 			if (rc < 0)
 				goto out;
