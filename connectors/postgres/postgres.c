@@ -739,10 +739,11 @@ static int pg_describe(struct ts_conn *c, const char *object, struct ts_schema *
 		       struct ts_error *err)
 {
 	int ret = -1;
-	PGresult *rel = NULL, *cols = NULL, *pk = NULL;
+	PGresult *rel = NULL, *cols = NULL;
 	struct ts_schema *s = NULL;
 	struct pg_table *t = NULL;
 	struct sbuf b = { 0 };
+	char *qname = NULL;
 	*out = NULL;
 	if (ready(c, err))
 		return -1;
@@ -754,40 +755,55 @@ static int pg_describe(struct ts_conn *c, const char *object, struct ts_schema *
 		goto out;
 	}
 	const char *relid = PQgetvalue(rel, 0, 0);
-	const char *v1[1] = { relid };
+	/* the table's quoted name, for pg_get_serial_sequence() */
+	sb_ident(&b, PQgetvalue(rel, 0, 1));
+	sb_putc(&b, '.');
+	sb_ident(&b, PQgetvalue(rel, 0, 2));
+	if (b.oom || !(qname = strdup(b.p)))
+		goto nomem;
+	b.n = 0;
+	/* Columns, primary key and the sequence behind the key in one query
+	 * (one round trip): per column its type, flags, the key's column
+	 * count, whether it is the key, and for the key the sequence -
+	 * identity/serial (owned), else the one its default's nextval()
+	 * depends on. */
+	const char *v2[2] = { relid, qname };
 	cols = runp(c,
 		    "SELECT a.attname, format_type(a.atttypid, a.atttypmod),"
 		    " (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END)::int8,"
 		    " a.attnotnull, a.attidentity, a.attgenerated, a.attnum,"
-		    " coalesce(pg_get_expr(d.adbin, d.adrelid) ~ 'nextval\\(', false)"
+		    " coalesce(pg_get_expr(d.adbin, d.adrelid) ~ 'nextval\\(', false),"
+		    " coalesce(array_length(pk.conkey, 1), 0),"
+		    " coalesce(a.attnum = pk.conkey[1], false),"
+		    " CASE WHEN a.attnum = pk.conkey[1] THEN"
+		    "  coalesce(pg_get_serial_sequence($2, a.attname)::regclass::oid,"
+		    "   (SELECT dep.refobjid FROM pg_depend dep"
+		    "    JOIN pg_class sq ON sq.oid = dep.refobjid AND sq.relkind = 'S'"
+		    "    WHERE dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid"
+		    "    AND dep.refclassid = 'pg_class'::regclass LIMIT 1))::int8 END"
 		    " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
 		    " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+		    " LEFT JOIN pg_constraint pk ON pk.conrelid = a.attrelid AND pk.contype = 'p'"
 		    " WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped"
 		    " ORDER BY a.attnum",
-		    1, v1, err, object, "postgres: describe");
+		    2, v2, err, object, "postgres: describe");
 	if (!cols)
 		goto out;
-	pk = runp(c,
-		  "SELECT array_length(conkey, 1), conkey[1] FROM pg_constraint"
-		  " WHERE conrelid = $1 AND contype = 'p'",
-		  1, v1, err, object, "postgres: describe");
-	if (!pk)
-		goto out;
-	if (PQntuples(pk) == 0) {
+	size_t n = (size_t)PQntuples(cols);
+	const char *npk = n ? PQgetvalue(cols, 0, 8) : "0";
+	if (strcmp(npk, "0") == 0) {
 		ts_error_setk(err, TS_EINVAL, object, NULL, "table \"%s\" has no primary key",
 			      object);
 		goto out;
 	}
-	if (strcmp(PQgetvalue(pk, 0, 0), "1") != 0) {
+	if (strcmp(npk, "1") != 0) {
 		ts_error_setk(err, TS_EINVAL, object, NULL,
 			      "table \"%s\": primary key has %s columns (only a single-column key "
 			      "is supported)",
-			      object, PQgetvalue(pk, 0, 0));
+			      object, npk);
 		goto out;
 	}
-	const char *keynum = PQgetvalue(pk, 0, 1);
 
-	size_t n = (size_t)PQntuples(cols);
 	s = calloc(1, sizeof *s);
 	t = calloc(1, sizeof *t);
 	if (!s || !t || !(s->cols = calloc(n ? n : 1, sizeof *s->cols)) ||
@@ -808,11 +824,13 @@ static int pg_describe(struct ts_conn *c, const char *object, struct ts_schema *
 		int is_ident = *ident == 'a' || *ident == 'd';
 		col->generated = is_ident || *gen == 's';
 		t->skip[i] = (unsigned char)(*gen == 's' || *ident == 'a');
-		if (strcmp(PQgetvalue(cols, ri, 6), keynum) == 0) {
+		if (*PQgetvalue(cols, ri, 9) == 't') {
 			keyidx = (int)i;
 			col->is_key = 1;
 			col->generated = is_ident || *PQgetvalue(cols, ri, 7) == 't';
 			t->key_always = *ident == 'a';
+			if (!PQgetisnull(cols, ri, 10))
+				t->seqoid = (unsigned)strtoul(PQgetvalue(cols, ri, 10), NULL, 10);
 		}
 		sb_ident(&b, col->name);
 		if (b.oom || !(t->qcols[i] = strdup(b.p)))
@@ -826,32 +844,8 @@ static int pg_describe(struct ts_conn *c, const char *object, struct ts_schema *
 	}
 	s->key_col = (size_t)keyidx;
 	struct ts_column *key = &s->cols[keyidx];
-
-	/* the sequence behind the key: identity/serial (owned), else the one
-	 * the default's nextval() depends on */
-	sb_ident(&b, PQgetvalue(rel, 0, 1));
-	sb_putc(&b, '.');
-	sb_ident(&b, PQgetvalue(rel, 0, 2));
-	if (b.oom || !(t->qname = strdup(b.p)))
-		goto nomem;
-	b.n = 0;
-	if (key->generated) {
-		const char *v3[3] = { relid, t->qname, key->name };
-		PQclear(pk);
-		pk = runp(c,
-			  "SELECT coalesce(pg_get_serial_sequence($2, $3)::regclass::oid,"
-			  " (SELECT dep.refobjid FROM pg_attrdef ad JOIN pg_depend dep"
-			  "   ON dep.classid = 'pg_attrdef'::regclass AND dep.objid = ad.oid"
-			  "  AND dep.refclassid = 'pg_class'::regclass"
-			  "  JOIN pg_class sq ON sq.oid = dep.refobjid AND sq.relkind = 'S'"
-			  "  WHERE ad.adrelid = $1 AND ad.adnum = (SELECT attnum FROM pg_attribute"
-			  "   WHERE attrelid = $1 AND attname = $3) LIMIT 1))",
-			  3, v3, err, object, "postgres: describe");
-		if (!pk)
-			goto out;
-		if (!PQgetisnull(pk, 0, 0))
-			t->seqoid = (unsigned)strtoul(PQgetvalue(pk, 0, 0), NULL, 10);
-	}
+	t->qname = qname;
+	qname = NULL;
 	if (!key->generated || !t->seqoid) {
 		ts_error_setk(err, TS_EINVAL, object, key->name,
 			      "table \"%s\": primary key \"%s\" is not generated by the database "
@@ -891,7 +885,7 @@ nomem:
 out:
 	PQclear(rel);
 	PQclear(cols);
-	PQclear(pk);
+	free(qname);
 	pg_table_free(t);
 	ts_schema_free(s);
 	sb_free(&b);
