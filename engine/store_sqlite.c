@@ -471,14 +471,25 @@ static char *xstrdup(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+/* Not time(NULL): it reads the coarse clock, which lags CLOCK_REALTIME by
+ * up to a tick.  A scheduled run starts within microseconds of its slot
+ * (the scheduler wakes on CLOCK_REALTIME), so time(NULL) would still show
+ * the second before it and the run would be recorded as started early. */
+static time_t wall_sec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec;
+}
+
 static int64_t now_sec(void)
 {
-	return (int64_t)time(NULL);
+	return (int64_t)wall_sec();
 }
 
 static void now_iso(char buf[32])
 {
-	time_t t = time(NULL);
+	time_t t = wall_sec();
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
