@@ -31,13 +31,16 @@ void fsd_log(const char *fmt, ...)
 {
 	char line[2048];
 	char stamp[32];
-	time_t now = time(NULL);
+	struct timespec ts;
 	struct tm tm;
 	va_list ap;
 
 	if (fsd->log_fd < 0)
 		return;
-	gmtime_r(&now, &tm);
+	/* the clock runs are stamped with (time(NULL) lags it by up to a
+	 * tick: a run starting at :45 would be logged at :44) */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	int n = snprintf(line, sizeof line, "%s tidesync[%d]: ", stamp, (int)getpid());
 	va_start(ap, fmt);
