@@ -338,6 +338,7 @@ struct ts_store {
 	int depth;  /* nesting of transactions (ts_store_begin and internal savepoints) */
 	int doomed; /* an inner ts_store_rollback(): the outermost end rolls back */
 	int relaxed; /* the open transaction commits with synchronous NORMAL */
+	int sync_stuck; /* restoring synchronous FULL failed (relax_end) */
 	int held;   /* a read snapshot is held for pair lookups (see hold_release) */
 	sqlite3_stmt *stmt[S_COUNT];
 	sqlite3_stmt *pairs_multi; /* ts_store_pairs_put: PAIRS_PER_STMT rows a statement */
@@ -400,10 +401,14 @@ static void hold_release(struct ts_store *st)
 }
 
 /* The cached statement `id`, reset and ready for binding; NULL with err. */
+static int relax_end(struct ts_store *st, struct ts_error *err);
+
 static sqlite3_stmt *stmt(struct ts_store *st, enum stmt_id id, struct ts_error *err)
 {
 	if (id != S_PAIR_GET_SRC && id != S_PAIR_GET_TGT)
 		hold_release(st);
+	if (st->sync_stuck && id != S_SYNC_FULL && relax_end(st, err))
+		return NULL;
 	if (!st->stmt[id] && sqlite3_prepare_v3(st->db, stmt_sql[id], -1,
 						SQLITE_PREPARE_PERSISTENT, &st->stmt[id],
 						NULL) != SQLITE_OK) {
@@ -557,15 +562,17 @@ static json_t *query_list(struct ts_store *st, sqlite3_stmt *s, int ints, struct
 /* ---- transactions ---- */
 
 /* Back to synchronous FULL once a relaxed transaction ended.  Should that
- * fail, st->relaxed stays set and the next ordinary begin tries again (and
- * fails rather than commit without a sync). */
+ * fail, st->sync_stuck makes every later statement try again first (and
+ * fail rather than commit without a sync). */
 static int relax_end(struct ts_store *st, struct ts_error *err)
 {
 	if (!st->relaxed)
 		return 0;
-	if (exec_id(st, S_SYNC_FULL, err))
+	if (exec_id(st, S_SYNC_FULL, err)) {
+		st->sync_stuck = 1;
 		return -1;
-	st->relaxed = 0;
+	}
+	st->relaxed = st->sync_stuck = 0;
 	return 0;
 }
 
@@ -649,6 +656,8 @@ void ts_store_rollback(struct ts_store *st)
 	if (!sqlite3_get_autocommit(st->db))
 		exec_id(st, S_ROLLBACK, NULL);
 	relax_end(st, NULL);
+	/* rows dropped from the delta may be back: count it again */
+	st->delta_rows = -1;
 }
 
 /* Atomicity for the store's own multi-statement calls (see the top). */
@@ -1730,9 +1739,9 @@ static int delta_drop(struct ts_store *st, int64_t task_id, enum stmt_id id, con
 static int delta_fold_if_big(struct ts_store *st, int64_t task_id, size_t added,
 			     struct ts_error *err)
 {
-	/* The estimate only grows by what was added (a replaced row, a
-	 * rollback or a dropped row make it high, never low); the table is
-	 * counted when it is unknown or says it is time to fold. */
+	/* The estimate grows by what was added (a replaced or dropped row
+	 * makes it high; a rollback forgets it, see ts_store_rollback); the
+	 * table is counted when it is unknown or says it is time to fold. */
 	if (st->delta_task == task_id && st->delta_rows >= 0) {
 		st->delta_rows += (int64_t)added;
 		if (st->delta_rows < st->fold_rows)

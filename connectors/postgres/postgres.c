@@ -2363,6 +2363,28 @@ static int bulk_rows(struct ts_conn *c, const struct ts_batch *b, struct plan *p
 static const char begin_sql[] = "BEGIN; SELECT set_config('tidesync.applying', '1', true);"
 				 " SET CONSTRAINTS ALL IMMEDIATE";
 
+/* Begins a batch's transaction with its statements prepared.  They are
+ * prepared before BEGIN (a failed Parse would abort the transaction); if
+ * the session was re-opened meanwhile (runp() reconnects an idle session
+ * that was lost), they are gone, and it starts over once. */
+static int begin_batch(struct ts_conn *c, struct plan *p, const int need[K_N],
+		       struct ts_error *err)
+{
+	const char *obj = p->s->object;
+	for (int attempt = 0;; attempt++) {
+		unsigned long resets = c->resets;
+		for (int k = 0; k < K_N; k++)
+			if (need[k])
+				plan_prepare(c, p, k);
+		if (run0(c, begin_sql, err, obj, "postgres: apply"))
+			return -1;
+		if (resets == c->resets)
+			return 0;
+		if (attempt || run0(c, "ROLLBACK", err, obj, "postgres: apply"))
+			return -1;
+	}
+}
+
 static int pg_apply(struct ts_conn *c, struct ts_batch *b, struct ts_error *err)
 {
 	const struct ts_schema *s = b->schema;
@@ -2406,20 +2428,8 @@ static int pg_apply(struct ts_conn *c, struct ts_batch *b, struct ts_error *err)
 		if (k >= 0)
 			need[k] = 1;
 	}
-	for (int attempt = 0;; attempt++) {
-		unsigned long resets = c->resets;
-		/* prepared before BEGIN: a failed Parse would abort the transaction */
-		for (int k = 0; k < K_N; k++)
-			if (need[k])
-				plan_prepare(c, &p, k);
-		if (run0(c, begin_sql, err, s->object, "postgres: apply"))
-			goto out;
-		if (resets == c->resets)
-			break;
-		/* the session was re-opened after the statements were prepared */
-		if (attempt || run0(c, "ROLLBACK", err, s->object, "postgres: apply"))
-			goto out;
-	}
+	if (begin_batch(c, &p, need, err))
+		goto out;
 	for (size_t i = 0; i < b->nops;) {
 		int kind;
 		size_t len = run_len(b, &p, i, &kind);
@@ -2431,7 +2441,7 @@ static int pg_apply(struct ts_conn *c, struct ts_batch *b, struct ts_error *err)
 			int rc = kind == K_UPSERT ? copy_run(c, b, &p, 0, len, 0, err)
 						  : bulk_run(c, b, &p, 0, len, kind, 0, err);
 			if (rc > 0 && (run0(c, "ROLLBACK", err, s->object, "postgres: apply") ||
-				       run0(c, begin_sql, err, s->object, "postgres: apply") ||
+				       begin_batch(c, &p, need, err) ||
 				       (kind == K_UPSERT ? bulk_rows(c, b, &p, 0, len, kind, sent, err)
 							 : rows_run(c, b, &p, 0, len, sent, err))))
 				rc = -1;
