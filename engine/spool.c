@@ -34,14 +34,19 @@ static const char *const sqls[Q__N] = {
 struct spool {
 	sqlite3 *db;
 	sqlite3_stmt *q[Q__N];
-	/* A side's changes / seen keys may be non-empty (set on every put,
-	 * cleared by a reset only): a lookup in an empty table, once per
-	 * record of the other side, is skipped. */
-	unsigned char has_changes[2], has_seen[2];
+	/* Bit (side & 63): that side's changes / seen keys may be non-empty
+	 * (set on every put, cleared by a reset only): a lookup in an empty
+	 * table, once per record of the other side, is skipped. */
+	uint64_t has_changes, has_seen;
 	char *buf;
 	size_t cap;
 	struct ts_row *tmp;
 };
+
+static uint64_t side_bit(int side)
+{
+	return (uint64_t)1 << ((unsigned)side & 63);
+}
 
 static int db_fail(struct spool *sp, struct ts_error *err)
 {
@@ -99,8 +104,7 @@ int spool_reset(struct spool *sp, struct ts_error *err)
 	if (sqlite3_exec(sp->db, "DELETE FROM changes; DELETE FROM seen; DELETE FROM match;", NULL,
 			 NULL, NULL) != SQLITE_OK)
 		return db_fail(sp, err);
-	memset(sp->has_changes, 0, sizeof sp->has_changes);
-	memset(sp->has_seen, 0, sizeof sp->has_seen);
+	sp->has_changes = sp->has_seen = 0;
 	return 0;
 }
 
@@ -126,7 +130,7 @@ int spool_put(struct spool *sp, int side, const char *key, int op, const struct 
 	      struct ts_error *err)
 {
 	sqlite3_stmt *s = sp->q[Q_PUT];
-	sp->has_changes[!!side] = 1;
+	sp->has_changes |= side_bit(side);
 	sqlite3_bind_int(s, 1, side);
 	sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int(s, 3, op);
@@ -145,7 +149,7 @@ int spool_get(struct spool *sp, int side, const char *key, int *op, struct ts_ro
 	      struct ts_error *err)
 {
 	sqlite3_stmt *s = sp->q[Q_GET];
-	if (!sp->has_changes[!!side])
+	if (!(sp->has_changes & side_bit(side)))
 		return 0;
 	sqlite3_bind_int(s, 1, side);
 	sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
@@ -283,7 +287,7 @@ out:
 int spool_seen_add(struct spool *sp, int side, const char *key, struct ts_error *err)
 {
 	sqlite3_stmt *s = sp->q[Q_SEEN_ADD];
-	sp->has_seen[!!side] = 1;
+	sp->has_seen |= side_bit(side);
 	sqlite3_bind_int(s, 1, side);
 	sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
 	return step_done(sp, s, err);
@@ -292,7 +296,7 @@ int spool_seen_add(struct spool *sp, int side, const char *key, struct ts_error 
 int spool_seen(struct spool *sp, int side, const char *key)
 {
 	sqlite3_stmt *s = sp->q[Q_SEEN];
-	if (!sp->has_seen[!!side])
+	if (!(sp->has_seen & side_bit(side)))
 		return 0;
 	sqlite3_bind_int(s, 1, side);
 	sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
