@@ -972,8 +972,6 @@ out:
 	return ret;
 }
 
-/* Waits for the batch in flight and brings the pairing and the counts up
- * to date with what landed. */
 /* Waits for the writer thread of batch f. */
 static void batch_join(struct task *t, struct inflight *f)
 {
@@ -988,6 +986,8 @@ static void batch_join(struct task *t, struct inflight *f)
 	}
 }
 
+/* Waits for the batch in flight and brings the pairing and the counts up
+ * to date with what landed. */
 static int flush_finish(struct task *t, int d, struct ts_error *err)
 {
 	struct inflight *f = &t->fl[d];
@@ -1034,9 +1034,7 @@ static int batch_finish(struct task *t, int d, struct inflight *f, struct ts_err
 	 * commit later), its changes are read and applied again, harmlessly.
 	 * Inserts pair keys the target now holds: those commits wait for the
 	 * disk. */
-	int relaxed = !f->nres && !f->intents && !t->next_mark[d];
-	for (size_t i = 0; i < q->n && relaxed; i++)
-		relaxed = q->ops[i].kind != TS_OP_INSERT;
+	int relaxed = !f->nres && !f->intents && !t->next_mark[d] && q->nother == q->n;
 	if ((relaxed ? ts_store_begin_relaxed : ts_store_begin)(r->st, err))
 		goto out;
 	in_txn = 1;

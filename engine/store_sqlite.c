@@ -366,9 +366,10 @@ struct ts_store {
  * written for, so recording one needs no read of pairs (that read was half
  * the cost) and can never lend its hashes to another pairing.  Functions
  * that put, delete or clear pairs drop the delta rows of the same src_key,
- * so a pairing made again later starts from its own hashes.  Nothing is
- * cached between calls: another process may use the store between two of
- * ours.
+ * so a pairing made again later starts from its own hashes.  No pair data
+ * is cached between calls (another process may use the store between two
+ * of ours); only the size of the delta is estimated (delta_rows), which
+ * decides when to fold and nothing else.
  */
 #define DELTA_FOLD_ROWS 65536
 
@@ -400,9 +401,9 @@ static void hold_release(struct ts_store *st)
 		sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
 }
 
-/* The cached statement `id`, reset and ready for binding; NULL with err. */
 static int relax_end(struct ts_store *st, struct ts_error *err);
 
+/* The cached statement `id`, reset and ready for binding; NULL with err. */
 static sqlite3_stmt *stmt(struct ts_store *st, enum stmt_id id, struct ts_error *err)
 {
 	if (id != S_PAIR_GET_SRC && id != S_PAIR_GET_TGT)
